@@ -1,0 +1,86 @@
+"""Profiles, paths, seeding and device: the one place settings come from."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A profile fixes every value a notebook needs; single parameters override it.
+# `paper` is the authors' setting (Sec. 4.1.2, Tab. 2); `quick` is the CPU setting that
+# shows the paper's phenomenon in minutes (see README "The quick profile");
+# `smoke` only proves that every cell runs.
+PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="digits", model="small_cnn", width=8, epochs=3, batch_size=64, lr=0.05,
+        milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
+        n_train=None, n_eval=64, eval_every=1, device="cpu", seed=0,
+        attack_scale=0.1,
+    ),
+    "quick": dict(
+        dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
+        milestones=(30, 45), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
+        n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
+        attack_scale=1.0,
+    ),
+    "paper": dict(
+        dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
+        milestones=(75, 90, 140), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
+        n_train=None, n_eval=1000, eval_every=1, device="auto", seed=0,
+        attack_scale=1.0,
+    ),
+}
+
+
+def get_profile(name: str = "quick", **overrides) -> dict:
+    """The full set of values of profile `name`, with any non-None overrides applied."""
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
+    cfg = dict(PROFILES[name], profile=name)
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {sorted(unknown)}; a profile has {sorted(cfg)}.")
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(cfg["milestones"], list):
+        cfg["milestones"] = tuple(cfg["milestones"])
+    return cfg
+
+
+def _env_path(var: str, default: Path) -> Path:
+    return Path(os.environ.get(var) or default).expanduser()
+
+
+def data_root() -> Path:
+    """All data sets live here: $TPAP_DATA, else ./data in the repository."""
+    return _env_path("TPAP_DATA", REPO / "data")
+
+
+def runs_root() -> Path:
+    """Checkpoints and result records: $TPAP_RUNS, else ./runs in the repository."""
+    return _env_path("TPAP_RUNS", REPO / "runs")
+
+
+def figures_root() -> Path:
+    """Saved figures: $TPAP_FIGURES, else ./figures in the repository."""
+    return _env_path("TPAP_FIGURES", REPO / "figures")
+
+
+def set_seed(seed: int = 0) -> None:
+    """One call makes a run repeatable: Python, NumPy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; any torch device string is accepted."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu'.")
+    return dev

@@ -1,0 +1,311 @@
+"""Data sets as uint8 tensors on the training device, batches in [0, 1], augmentation on-device."""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import data_root
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DatasetUnavailable(RuntimeError):
+    """A data set is neither on disk nor downloadable; the message says what to do."""
+
+
+@dataclass
+class Dataset:
+    """A whole data set in memory: uint8 images (N, C, H, W) and int64 labels."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list = field(default_factory=list)
+    augment: str = "none"  # "crop_flip" (CIFAR, SVHN-free), "flip" (Tiny-ImageNet), "none"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.x_train.shape[-1]
+
+    def to(self, device) -> Dataset:
+        """Move all tensors to `device` once (the loader never copies per batch)."""
+        move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        return Dataset(self.name, classes=self.classes, augment=self.augment, **move)
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
+        """A class-mixed random subset (fixed by `seed`) of the train and/or test split."""
+        g = torch.Generator().manual_seed(seed)
+
+        def pick(x, y, n):
+            if n is None or n >= len(y):
+                return x, y
+            idx = torch.randperm(len(y), generator=g)[:n].to(y.device)
+            return x[idx], y[idx]
+
+        xtr, ytr = pick(self.x_train, self.y_train, n_train)
+        xte, yte = pick(self.x_test, self.y_test, n_test)
+        return Dataset(self.name, xtr, ytr, xte, yte, self.classes, self.augment)
+
+    def test_batch(self, n: int, device=None):
+        """The first n test examples as float [0, 1] images: the fixed evaluation subset."""
+        x, y = self.x_test[:n], self.y_test[:n]
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        return to_float(x), y
+
+
+def to_float(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 pixels in [0, 1], no normalisation (eps is in pixel units)."""
+    return x_u8.float().div_(255.0)
+
+
+def batches(data: Dataset, batch_size: int, split: str = "train", shuffle: bool = True,
+            augment: bool = True, generator: torch.Generator | None = None, drop_last: bool = False):
+    """Yield (x, y) float batches from the device-resident uint8 tensors, augmenting on the device."""
+    x_all = data.x_train if split == "train" else data.x_test
+    y_all = data.y_train if split == "train" else data.y_test
+    n = len(y_all)
+    order = torch.randperm(n, generator=generator).to(x_all.device) if shuffle else None
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        idx = order[i:i + batch_size] if shuffle else slice(i, i + batch_size)
+        x = to_float(x_all[idx])
+        if augment and data.augment != "none":
+            x = augment_batch(x, data.augment, generator)
+        yield x, y_all[idx]
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None = None,
+                  pad: int = 4) -> torch.Tensor:
+    """The paper's augmentation, batched: 4-px zero pad + random crop + h-flip, or flip only."""
+    n, _, h, w = x.shape
+    if kind == "crop_flip":
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = xp[torch.arange(n, device=x.device)[:, None, None, None],
+               torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    if kind in ("crop_flip", "flip"):
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+# ----------------------------------------------------------------------------- loaders
+
+def _digits(root: Path, download: bool) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = np.clip(d.images * 16, 0, 255).astype(np.uint8)[:, None]  # 0..16 grey levels -> 0..255
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=0, stratify=d.target)
+    t = torch.from_numpy
+    return Dataset("digits", t(xtr), t(ytr).long(), t(xte), t(yte).long(), [str(i) for i in range(10)])
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_dataset(name: str, folder: Path, classes: list) -> Dataset:
+    def load(stem):
+        for cand in (folder / f"{stem}.gz", folder / stem):
+            if cand.exists():
+                return _read_idx(cand)
+        raise FileNotFoundError(stem)
+
+    xtr, ytr = load("train-images-idx3-ubyte"), load("train-labels-idx1-ubyte")
+    xte, yte = load("t10k-images-idx3-ubyte"), load("t10k-labels-idx1-ubyte")
+    t = torch.from_numpy
+    return Dataset(name, t(xtr.copy())[:, None], t(ytr.copy()).long(), t(xte.copy())[:, None],
+                   t(yte.copy()).long(), classes)
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+
+
+def _fashion_mnist(root: Path, download: bool) -> Dataset:
+    for folder in (root / "fashion-mnist", root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST):
+        try:
+            return _idx_dataset("fashion-mnist", folder, FASHION_CLASSES)
+        except FileNotFoundError:
+            continue
+    return _torchvision("fashion-mnist", "FashionMNIST", root, download)
+
+
+def _mnist(root: Path, download: bool) -> Dataset:
+    try:
+        return _idx_dataset("mnist", root / "MNIST" / "raw", [str(i) for i in range(10)])
+    except FileNotFoundError:
+        return _torchvision("mnist", "MNIST", root, download)
+
+
+def _to_tensor_images(arr) -> torch.Tensor:
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _torchvision(name: str, cls_name: str, root: Path, download: bool) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    try:
+        if cls_name == "SVHN":
+            tr, te = cls(root, split="train", download=download), cls(root, split="test", download=download)
+            xtr, ytr, xte, yte = tr.data, tr.labels, te.data, te.labels
+            classes = [str(i) for i in range(10)]
+        else:
+            tr, te = cls(root, train=True, download=download), cls(root, train=False, download=download)
+            xtr, ytr, xte, yte = tr.data, tr.targets, te.data, te.targets
+            classes = list(tr.classes)
+    except Exception as err:  # torchvision raises RuntimeError or URLError/OSError offline
+        raise _unavailable(name, root, err) from None
+    augment = "crop_flip" if name.startswith("cifar") else "none"
+    t = torch.as_tensor
+    return Dataset(name, _to_tensor_images(xtr), t(np.asarray(ytr)).long(), _to_tensor_images(xte),
+                   t(np.asarray(yte)).long(), classes, augment)
+
+
+def _cifar10(root, download):
+    return _torchvision("cifar10", "CIFAR10", root, download)
+
+
+def _cifar100(root, download):
+    return _torchvision("cifar100", "CIFAR100", root, download)
+
+
+def _svhn(root, download):
+    return _torchvision("svhn", "SVHN", root, download)
+
+
+TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+
+
+def _tiny_imagenet(root: Path, download: bool) -> Dataset:
+    base = root / "tiny-imagenet-200"
+    if not base.exists():
+        if not download:
+            raise _unavailable("tiny-imagenet", root, "not on disk and download=False")
+        try:
+            from torchvision.datasets.utils import download_and_extract_archive
+            download_and_extract_archive(TINY_URL, str(root))
+        except Exception as err:
+            raise _unavailable("tiny-imagenet", root, err) from None
+    wnids = (base / "wnids.txt").read_text().split()
+    label = {w: i for i, w in enumerate(wnids)}
+    train = [(p, label[w]) for w in wnids for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
+    ann = [ln.split("\t") for ln in (base / "val" / "val_annotations.txt").read_text().splitlines()]
+    test = [(base / "val" / "images" / a[0], label[a[1]]) for a in ann]
+    xtr, ytr = _read_images(train)
+    xte, yte = _read_images(test)
+    return Dataset("tiny-imagenet", xtr, ytr, xte, yte, wnids, "flip")
+
+
+def _read_images(items) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    xs = [np.asarray(Image.open(p).convert("RGB")) for p, _ in tqdm(items, desc="reading images", leave=False)]
+    return _to_tensor_images(np.stack(xs)), torch.tensor([lbl for _, lbl in items]).long()
+
+
+def _folder(path: Path) -> Dataset:
+    """Bring-your-own images: PATH/train/<class>/* and PATH/test/<class>/* (same class names)."""
+    splits = {}
+    for split in ("train", "test"):
+        d = path / split
+        if not d.is_dir():
+            raise DatasetUnavailable(
+                f"Image folder {path} has no '{split}/' subfolder. Expected {path}/train/<class>/*.png|jpg "
+                f"and {path}/test/<class>/*; unzip your archives there first."
+            )
+        splits[split] = sorted(c.name for c in d.iterdir() if c.is_dir())
+    classes = splits["train"]
+    if splits["test"] != classes:
+        raise DatasetUnavailable(f"{path}: train/ and test/ have different class folders.")
+    data = {}
+    for split in ("train", "test"):
+        items = [(p, i) for i, c in enumerate(classes) for p in sorted((path / split / c).iterdir())
+                 if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")]
+        data[split] = _read_images(items)
+    size = data["train"][0].shape[-1]
+    return Dataset(f"folder:{path.name}", *data["train"], *data["test"], classes,
+                   "crop_flip" if size <= 64 else "flip")
+
+
+def _npz(path: Path) -> Dataset:
+    """Bring-your-own arrays: x_train, y_train, x_test, y_test (uint8 NHWC/NCHW/NHW), classes optional."""
+    if not path.exists():
+        raise DatasetUnavailable(f"No .npz file at {path}.")
+    with np.load(path, allow_pickle=False) as f:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+        if missing:
+            raise DatasetUnavailable(f"{path} lacks arrays {sorted(missing)}; it has {f.files}.")
+        arrs = {k: f[k] for k in f.files}
+    for k in ("x_train", "x_test"):
+        if arrs[k].dtype != np.uint8:
+            raise DatasetUnavailable(f"{path}: {k} must be uint8 pixels 0..255, got {arrs[k].dtype}.")
+    ytr = torch.as_tensor(arrs["y_train"]).long()
+    classes = [str(c) for c in arrs["classes"]] if "classes" in arrs else [str(i) for i in range(int(ytr.max()) + 1)]
+    return Dataset(f"npz:{path.stem}", _to_tensor_images(arrs["x_train"]), ytr,
+                   _to_tensor_images(arrs["x_test"]), torch.as_tensor(arrs["y_test"]).long(), classes)
+
+
+DATASETS = {
+    "digits": _digits, "fashion-mnist": _fashion_mnist, "mnist": _mnist, "cifar10": _cifar10,
+    "cifar100": _cifar100, "svhn": _svhn, "tiny-imagenet": _tiny_imagenet,
+}
+# Per-dataset facts used by the `paper` profile (Sec. 4.1.2).
+NUM_CLASSES = {"digits": 10, "fashion-mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100,
+               "svhn": 10, "tiny-imagenet": 200}
+
+
+def _unavailable(name: str, root: Path, reason) -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"Data set {name!r} is not under {root} and could not be downloaded ({reason}).\n"
+        f"Two ways out: (1) on a machine with internet, run load_dataset({name!r}) once (it downloads "
+        f"into {root}) and copy that folder here; or (2) put the files there yourself, or point "
+        f"TPAP_DATA at a folder that has them. Offline, 'digits' (inside scikit-learn) always works."
+    )
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
+    """Load a named data set, 'folder:PATH' (train/<class>/, test/<class>/) or 'npz:FILE'."""
+    root = Path(root) if root is not None else data_root()
+    if name.startswith("folder:"):
+        return _folder(Path(name[7:]).expanduser())
+    if name.startswith("npz:"):
+        return _npz(Path(name[4:]).expanduser())
+    if name not in DATASETS:
+        raise ValueError(
+            f"Unknown data set {name!r}. Known: {sorted(DATASETS)}, or 'folder:PATH' "
+            "(PATH/train/<class>/*, PATH/test/<class>/*) or 'npz:FILE.npz'."
+        )
+    return DATASETS[name](root, download)

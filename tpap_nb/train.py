@@ -1,0 +1,274 @@
+"""FGSM-RO training (Algorithm 1, training phase), the baselines' losses, history and checkpoints."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .attacks.base import fgsm, pgd
+from .config import get_device, runs_root, set_seed
+from .data import Dataset, batches, load_dataset, to_float
+from .evaluate import robust_accuracy
+from .models import build_model
+
+RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart")
+# Settings that define a training run: a checkpoint is only resumed or reused when all match.
+RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
+            "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
+DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used here; the message says why and what to do."""
+
+
+# ----------------------------------------------------------------------------- losses
+
+def _kl(logits_adv, logits_nat):
+    return F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits_nat, 1), reduction="none").sum(1)
+
+
+def _trades_adv(model, x, eps, alpha, steps):
+    """TRADES inner maximisation: PGD on KL(f(x') || f(x)) from x + 0.001 N(0, 1)."""
+    with torch.no_grad():
+        p_nat = model(x)
+    x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
+    for _ in range(steps):
+        with torch.enable_grad():
+            x_adv.requires_grad_(True)
+            (g,) = torch.autograd.grad(_kl(model(x_adv), p_nat).sum(), x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+    return x_adv
+
+
+def _mart_loss(logits, logits_adv, y, beta):
+    """MART (Wang et al. 2020): boosted CE on x_adv + beta * KL weighted by 1 - p_y(x)."""
+    p_adv = F.softmax(logits_adv, 1)
+    top2 = p_adv.argsort(1)[:, -2:]
+    y_other = torch.where(top2[:, -1] == y, top2[:, -2], top2[:, -1])
+    loss_adv = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - p_adv + 1e-12), y_other)
+    p_true = F.softmax(logits, 1).gather(1, y[:, None]).squeeze(1)
+    return loss_adv + beta * (_kl(logits_adv, logits) * (1.0000001 - p_true)).mean()
+
+
+def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """The loss of one batch for `cfg['recipe']`; adversarial examples are crafted in eval mode."""
+    recipe, eps = cfg["recipe"], cfg["eps"]
+    alpha = cfg["alpha"] if cfg.get("alpha") is not None else eps  # Algorithm 1: alpha = eps
+    if recipe == "plain":
+        return F.cross_entropy(model(x), y)
+    model.eval()
+    if recipe in ("fgsm", "fgsm_trades", "fgsm_mart"):
+        x_adv = fgsm(model, x, y, alpha)  # Eq. 1-2, no random start
+    elif recipe == "fgsm_multi":  # TPAP* (Tab. 2): 8/255 and 16/255 FGSM examples
+        x_adv = torch.cat([fgsm(model, x, y, alpha), fgsm(model, x, y, 2 * alpha)])
+        y = torch.cat([y, y])
+    elif recipe in ("pgd", "mart"):
+        x_adv = pgd(model, x, y, eps, cfg["pgd_alpha"], cfg["pgd_steps"], random_start=True)
+    elif recipe == "trades":
+        x_adv = _trades_adv(model, x, eps, cfg["pgd_alpha"], cfg["pgd_steps"])
+    else:
+        raise ValueError(f"Unknown training recipe {recipe!r}; choose one of {RECIPES}.")
+    model.train()
+    if recipe in ("trades", "fgsm_trades"):
+        logits = model(torch.cat([x, x_adv]))
+        nat, adv = logits[: len(x)], logits[len(x):]
+        return F.cross_entropy(nat, y) + cfg["beta"] * _kl(adv, nat).mean()
+    if recipe in ("mart", "fgsm_mart"):
+        logits = model(torch.cat([x, x_adv]))
+        return _mart_loss(logits[: len(x)], logits[len(x):], y, cfg["beta"])
+    return F.cross_entropy(model(x_adv), y)  # Eq. 4: the loss on the adversarial batch only
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
+    """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP."""
+    n, eps, xi = cfg["n_eval"], cfg["eps"], cfg["xi"]
+    step = cfg.get("eval_pgd_alpha") or eps / 4
+    xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
+    xte, yte = data.test_batch(n)
+    attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
+               "pgd20": lambda a, b: pgd(model, a, b, eps, step, 20, True)}
+    rec = {}
+    for name, atk in attacks.items():
+        rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk)["bare"]
+        acc = robust_accuracy(model, xte, yte, atk, xi=xi)
+        rec[f"test_{name}"], rec[f"tpap_{name}"] = acc["bare"], acc["tpap"]
+    return rec
+
+
+def robust_overfitting_test(history: list[dict], known_min: float = 0.9, other_max: float = 0.1,
+                            test_min: float = 0.5) -> dict:
+    """Sec. 3.2: train FGSM acc > 90 %, train PGD-20 acc < 10 %, test clean and FGSM acc high."""
+    last = next((h for h in reversed(history) if "train_fgsm" in h), None)
+    if last is None:
+        raise ValueError("The history has no evaluated epoch; train with eval_every >= 1.")
+    checks = {
+        "train FGSM acc > %.0f%%" % (100 * known_min): (last["train_fgsm"], last["train_fgsm"] > known_min),
+        "train PGD-20 acc < %.0f%%" % (100 * other_max): (last["train_pgd20"], last["train_pgd20"] < other_max),
+        "test clean acc >= %.0f%%" % (100 * test_min): (last["test_clean"], last["test_clean"] >= test_min),
+        "test FGSM acc >= %.0f%%" % (100 * test_min): (last["test_fgsm"], last["test_fgsm"] >= test_min),
+    }
+    return {"epoch": last["epoch"], "checks": checks, "robust_overfit": all(ok for _, ok in checks.values())}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _versions() -> dict:
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "tpap_nb": __version__}
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, meta, history, generator) -> None:
+    """Write atomically (temp file + rename), so a run killed mid-write leaves the last good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": "tpap_nb-checkpoint-1", "meta": meta, "history": history,
+             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "generator": generator.get_state()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint safely (weights_only=True: no arbitrary code is unpickled)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {path}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise CheckpointError(
+            f"{path} is not a loadable tpap_nb checkpoint ({str(err).splitlines()[0]}). It was refused "
+            "without running any code inside it; delete it to retrain, or check where it came from."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != "tpap_nb-checkpoint-1":
+        raise CheckpointError(f"{path} is not a tpap_nb checkpoint (no tpap_nb metadata).")
+    return state
+
+
+def load_model(path: str | Path, dataset: str | None = None, model: str | None = None, device="cpu"):
+    """Rebuild the model a checkpoint describes; refuse one made for another model or dataset."""
+    state = read_checkpoint(path)
+    meta = state["meta"]
+    for key, want in (("dataset", dataset), ("model", model)):
+        if want is not None and meta[key] != want:
+            raise CheckpointError(
+                f"{path} holds a {meta['model']} trained on {meta['dataset']}, but {key} {want!r} was "
+                f"expected. Pass the checkpoint made for {want!r} or train one (tpap_nb.get_or_train)."
+            )
+    net = build_model(meta["model"], meta["num_classes"], meta["in_channels"], meta["width"])
+    net.load_state_dict(state["model"])
+    net.meta = meta
+    return net.to(device).eval(), state["history"]
+
+
+def run_name(cfg: dict) -> str:
+    """A checkpoint named by what made it: dataset, model, recipe, eps, profile + settings hash."""
+    key = json.dumps({k: cfg.get(k) for k in RUN_KEYS}, sort_keys=True, default=str)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+    ds = cfg["dataset"].replace(":", "_").replace("/", "_")
+    return f"{ds}-{cfg['model']}-{cfg['recipe']}-eps{cfg['eps'] * 255:.0f}-{cfg.get('profile', 'custom')}-{digest}"
+
+
+def checkpoint_path(cfg: dict) -> Path:
+    return runs_root() / "checkpoints" / f"{run_name(cfg)}.pt"
+
+
+# ----------------------------------------------------------------------------- training
+
+def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = None,
+        progress: bool = True) -> list[dict]:
+    """Train `model` on `data` with cfg['recipe'] (default: Algorithm 1), evaluating and checkpointing.
+
+    cfg needs eps, xi, epochs, batch_size, lr, milestones, momentum, weight_decay, n_eval,
+    eval_every, seed. With `ckpt`, each epoch is saved atomically and a killed run resumes.
+    """
+    cfg = {**DEFAULTS, **cfg}
+    device = next(model.parameters()).device
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
+                          weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    meta = {k: cfg.get(k) for k in RUN_KEYS} | {
+        "dataset": data.name, "model": getattr(model, "arch", type(model).__name__),
+        "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
+        "profile": cfg.get("profile"), "xi": cfg["xi"], "versions": _versions()}
+    meta["milestones"] = list(cfg["milestones"])
+    history: list[dict] = []
+    if ckpt is not None and Path(ckpt).exists():
+        state = read_checkpoint(ckpt)
+        old = {k: state["meta"].get(k) for k in RUN_KEYS}
+        new = {k: meta.get(k) for k in RUN_KEYS}
+        if old != new:
+            diff = {k: (old[k], new[k]) for k in RUN_KEYS if old[k] != new[k]}
+            raise CheckpointError(f"{ckpt} was made with other settings {diff} (saved, asked); "
+                                  "delete it or choose another path.")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        history = state["history"]
+    start = len(history)
+    epochs = range(start, cfg["epochs"])
+    bar = tqdm(epochs, desc=f"{meta['recipe']} {meta['model']}", disable=not progress or start >= cfg["epochs"],
+               initial=start, total=cfg["epochs"])
+    for epoch in bar:
+        model.train()
+        t0, seen, correct_loss = time.perf_counter(), 0, 0.0
+        for x, y in batches(data, cfg["batch_size"], generator=gen):
+            loss = training_loss(model, x, y, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(y)
+            correct_loss += loss.item() * len(y)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": correct_loss / max(seen, 1),
+               "train_seconds": time.perf_counter() - t0}
+        sched.step()
+        if cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]):
+            t1 = time.perf_counter()
+            rec.update(evaluate_epoch(model, data, cfg))
+            rec["eval_seconds"] = time.perf_counter() - t1
+            bar.set_postfix(clean=f"{rec['test_clean']:.2f}", fgsm=f"{rec['test_fgsm']:.2f}",
+                            pgd=f"{rec['test_pgd20']:.2f}", tpap_pgd=f"{rec['tpap_pgd20']:.2f}")
+        history.append(rec)
+        if ckpt is not None:
+            save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
+    model.eval()
+    model.meta = meta
+    return history
+
+
+def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: Dataset | None = None):
+    """The checkpoint for (profile settings, recipe): loaded when complete, else trained or resumed.
+
+    Returns (model, history, data). Each notebook calls this, so it also runs alone.
+    """
+    cfg = {**DEFAULTS, **cfg, "recipe": recipe}
+    device = get_device(cfg.get("device", "auto"))
+    if data is None:
+        data = load_dataset(cfg["dataset"])
+        if cfg.get("n_train"):
+            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
+    data = data.to(device)
+    path = checkpoint_path(cfg)
+    set_seed(cfg["seed"])
+    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width")).to(device)
+    history = fit(model, data, cfg, ckpt=path, progress=progress)
+    model.checkpoint = path
+    return model, history, data
