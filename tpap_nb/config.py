@@ -19,21 +19,22 @@ PROFILES: dict[str, dict] = {
         dataset="digits", model="small_cnn", width=8, epochs=3, batch_size=64, lr=0.05,
         milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
         n_train=None, n_eval=64, eval_every=1, device="cpu", seed=0,
-        attack_scale=0.1,
+        attack_scale=0.1, eval_pgd_alpha=None,
     ),
     "quick": dict(
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
         milestones=(30, 45), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
-        attack_scale=1.0,
+        attack_scale=1.0, eval_pgd_alpha=None,
     ),
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
         milestones=(75, 90, 140), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
         n_train=None, n_eval=1000, eval_every=1, device="auto", seed=0,
-        attack_scale=1.0,
+        attack_scale=1.0, eval_pgd_alpha=0.003,
     ),
 }
+# eval_pgd_alpha: PGD-20 step of the per-epoch evaluation (None: eps / 4; the authors used 0.003).
 
 
 def get_profile(name: str = "quick", **overrides) -> dict:

@@ -17,7 +17,7 @@ from . import __version__
 from .attacks.base import fgsm, pgd
 from .config import get_device, runs_root, set_seed
 from .data import Dataset, batches, load_dataset, to_float
-from .evaluate import robust_accuracy
+from .evaluate import pgd20_step, robust_accuracy
 from .models import build_model
 
 RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart")
@@ -94,7 +94,7 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
 def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
     """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP."""
     n, eps, xi = cfg["n_eval"], cfg["eps"], cfg["xi"]
-    step = cfg.get("eval_pgd_alpha") or eps / 4
+    step = pgd20_step(cfg)
     xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
     xte, yte = data.test_batch(n)
     attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
@@ -127,7 +127,7 @@ def robust_overfitting_test(history: list[dict], known_min: float = 0.9, other_m
 def _versions() -> dict:
     import torchvision
 
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "tpap_nb": __version__}
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__), "tpap_nb": __version__}
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, meta, history, generator) -> None:
@@ -206,7 +206,7 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__),
         "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
         "profile": cfg.get("profile"), "xi": cfg["xi"], "versions": _versions()}
-    meta["milestones"] = list(cfg["milestones"])
+    meta = json.loads(json.dumps(meta, default=str))  # plain types only: loadable with weights_only=True
     history: list[dict] = []
     if ckpt is not None and Path(ckpt).exists():
         state = read_checkpoint(ckpt)

@@ -1,0 +1,45 @@
+# The few verbs people type. `make run` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+CELL_TIMEOUT ?= 900
+
+.PHONY: run test setup lab nb bench lint clean
+
+## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures into figures/
+run: $(VENV)/.installed
+	$(PY) -m tpap_nb.notebooks --profile $(PROFILE) --out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
+
+## test: pytest, then every notebook on the smoke profile (what CI runs)
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+	TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 300
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
+	touch $@
+
+## lab: JupyterLab on the notebooks
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks
+
+## nb: one notebook on one profile, e.g. make nb NB=01 PROFILE=paper
+nb: $(VENV)/.installed
+	$(PY) -m tpap_nb.notebooks --profile $(PROFILE) --only $(NB) --out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
+
+## bench: speed ratios on this machine (python -m tpap_nb.bench --help for options)
+bench: $(VENV)/.installed
+	$(PY) -m tpap_nb.bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check tpap_nb tests
+
+clean:
+	rm -rf build

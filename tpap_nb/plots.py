@@ -1,0 +1,98 @@
+"""Figure style and the one save helper: PNG (+ PDF) with a provenance JSON beside it."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import subprocess
+
+import matplotlib.pyplot as plt
+import torch
+
+from .config import REPO, figures_root
+
+PALETTE = {"clean": "#1b9e77", "fgsm": "#d95f02", "pgd20": "#7570b3", "tpap": "#e7298a"}
+LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20"}
+
+
+def set_style() -> None:
+    """One look for every figure of the kit."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight"})
+
+
+def git_commit() -> str:
+    """The commit the figure came from, '+dirty' when the tree has uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device=None) -> str:
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, **numbers) -> dict:
+    """Save `fig` as figures/<name>.png (and .pdf) with <name>.json: profile, device, commit, date, numbers."""
+    out = figures_root()
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / f"{name}.png")
+    if pdf:
+        fig.savefig(out / f"{name}.pdf")
+    cfg = cfg or {}
+    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "device": device_name(cfg.get("device_used")),
+            "commit": git_commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
+            "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
+            "numbers": numbers}
+    (out / f"{name}.json").write_text(json.dumps(meta, indent=1, default=str))
+    return meta
+
+
+def plot_history(history: list[dict], title: str = ""):
+    """Fig. 1 / Fig. 4: train and test accuracy per epoch on clean, FGSM and PGD-20 inputs (+ TPAP)."""
+    rows = [h for h in history if "test_clean" in h]
+    ep = [h["epoch"] for h in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    for ax, prefix, sub in zip(axes, ("train", "test", "tpap"),
+                               ("train set (bare model)", "test set (bare model)", "test set, TPAP-purified")):
+        for kind in ("clean", "fgsm", "pgd20"):
+            ax.plot(ep, [100 * h[f"{prefix}_{kind}"] for h in rows], marker="o", ms=3,
+                    color=PALETTE[kind], label=LABELS[kind])
+        ax.set_title(sub)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_ylim(-2, 102)
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
+    return fig
+
+
+def show_images(rows: dict, titles: dict | None = None, cmap="gray", diff_scale: float | None = None):
+    """A grid: one row per example, one column per named image tensor (C, H, W) in `rows`'s values."""
+    names = list(rows)
+    n = rows[names[0]].shape[0]
+    fig, axes = plt.subplots(n, len(names), figsize=(1.9 * len(names), 1.9 * n), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(n):
+            img = rows[name][i].detach().cpu()
+            ax = axes[i, j]
+            if name.startswith(("delta", "gamma")):  # perturbation maps, centred on grey
+                scale = diff_scale or float(img.abs().max()) or 1.0
+                img = (img / (2 * scale) + 0.5).clamp(0, 1)
+            ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap=cmap, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if titles and (name, i) in titles:
+                ax.set_title(titles[(name, i)], fontsize=8)
+            if i == 0 and not (titles and (name, 0) in titles):
+                ax.set_title(name, fontsize=9)
+    return fig
