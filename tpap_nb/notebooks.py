@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 90
     if profile not in PROFILES:
         raise SystemExit(f"Unknown profile {profile!r}; choose one of {sorted(PROFILES)}.")
     out.mkdir(parents=True, exist_ok=True)
+    for var in ("TPAP_DATA", "TPAP_RUNS", "TPAP_FIGURES"):  # the kernels run in notebooks/: pin paths
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
     times = []
     for nb in notebook_paths(only):
         t0 = time.perf_counter()

@@ -1,0 +1,35 @@
+"""The exercise answers (tpap_nb/answers.py) hold on a tiny FGSM-RO model."""
+import tpap_nb as tp
+from tpap_nb import answers
+
+
+def test_ex01_first_overfit_epoch_reads_the_history():
+    h = [{"epoch": 1, "train_fgsm": 0.5, "train_pgd20": 0.3, "test_clean": 0.8, "test_fgsm": 0.5},
+         {"epoch": 2},
+         {"epoch": 3, "train_fgsm": 0.95, "train_pgd20": 0.05, "test_clean": 0.9, "test_fgsm": 0.9}]
+    assert answers.ex01_first_overfit_epoch(h) == 3
+    assert answers.ex01_first_overfit_epoch(h[:2]) is None
+
+
+def test_ex01_pgd_at_keeps_real_pgd_robustness(digits):
+    # eps 0.1: a radius at which a small CNN can become genuinely robust in a few epochs
+    cfg = tp.get_profile("smoke", epochs=6, width=8, eps=0.1, pgd_alpha=0.025, milestones=(5,), n_eval=128,
+                         eval_every=6)
+    res = answers.ex01_pgd_at_is_not_fgsm_ro(cfg, data=digits.subset(n_train=768))
+    assert not res["robust_overfit"]
+    assert res["train_pgd20"] > 0.1  # "other attacks < 10 %" fails: PGD-AT is not FGSM-RO
+
+
+def test_ex02_direction_matters(ro_model, test_xy):
+    cfg = tp.get_profile("smoke", eps=0.3, xi=0.15)
+    res = answers.ex02_direction_matters(ro_model, *test_xy, cfg)
+    assert res["away (Eq. 7)"] > res["toward"] + 10
+    assert res["away (Eq. 7)"] > res["bare"]
+
+
+def test_ex02_purify_twice_reports_both(ro_model, test_xy):
+    cfg = tp.get_profile("smoke", eps=0.3, xi=0.15)
+    res = answers.ex02_purify_twice(ro_model, *test_xy, cfg)
+    for name in ("clean", "pgd20"):
+        assert set(res[name]) == {"one step of xi", "two steps of xi/2"}
+        assert all(0 <= v <= 100 for v in res[name].values())

@@ -1,0 +1,40 @@
+"""Notebooks are committed clean and follow the kit's parameter convention (STYLE.md)."""
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_ordered_notebooks():
+    names = [p.name for p in NOTEBOOKS]
+    assert names[:3] == ["00_start_here.ipynb", "01_train_fgsm_ro.ipynb", "02_purification.ipynb"]
+    assert all(n[:2].isdigit() and n[2] == "_" for n in names)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_one_parameters_cell_of_flat_typed_commented_literals(path):
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: expected exactly one cell tagged 'parameters'"
+    src = "".join(cells[0]["source"])
+    tree = ast.parse(src)
+    assert all(isinstance(node, ast.AnnAssign) for node in tree.body), "only `name: type = literal` lines"
+    assert tree.body[0].target.id == "profile", "the first parameter names the profile"
+    for node in tree.body:
+        ast.literal_eval(node.value)  # a literal, nothing computed
+        line = src.splitlines()[node.lineno - 1]
+        assert "  # " in line, f"{path.name}: parameter line without a trailing comment: {line!r}"
+        assert "=" not in line.split("#", 1)[1], f"papermill misparses '=' in comments: {line!r}"
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code_cells.index(cells[0]) == 1, "the parameters cell comes right after the imports"
