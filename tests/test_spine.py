@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fresh_cnn
 
 import tpap_nb as tp
 from tpap_nb import data as D
 from tpap_nb import train as T
 from tpap_nb.attacks import fgsm, pgd
-
-from conftest import fresh_cnn
 
 
 # ------------------------------------------------------------------ environment
@@ -88,7 +87,8 @@ def test_folder_and_npz_datasets(tmp_path):
                 Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(
                     tmp_path / "imgs" / split / c / f"{i}.png")
     ds = tp.load_dataset(f"folder:{tmp_path / 'imgs'}")
-    assert ds.x_train.shape == (6, 3, 12, 12) and ds.classes == ["cat", "dog"] and ds.y_test.tolist() == [0] * 3 + [1] * 3
+    assert ds.x_train.shape == (6, 3, 12, 12) and ds.classes == ["cat", "dog"]
+    assert ds.y_test.tolist() == [0] * 3 + [1] * 3
     np.savez(tmp_path / "a.npz", x_train=rng.integers(0, 256, (5, 9, 9, 3), dtype=np.uint8), y_train=np.arange(5),
              x_test=rng.integers(0, 256, (2, 9, 9, 3), dtype=np.uint8), y_test=np.arange(2))
     ds = tp.load_dataset(f"npz:{tmp_path / 'a.npz'}")
@@ -151,7 +151,8 @@ def test_our_fgsm_and_pgd_match_torchattacks():
 
 def test_fgsm_accuracy_reaches_zero_as_eps_grows(digits):
     model = fresh_cnn(3, width=16)
-    tp.fit(model, digits, tp.get_profile("smoke", epochs=3, eval_every=0, width=16) | {"recipe": "plain"}, progress=False)
+    cfg = tp.get_profile("smoke", epochs=3, eval_every=0, width=16) | {"recipe": "plain"}
+    tp.fit(model, digits, cfg, progress=False)
     x, y = digits.test_batch(200)
     accs = [(model(pgd(model, x, y, e, e / 4, 10)).argmax(1) == y).float().mean().item() for e in (0.0, 0.1, 0.5)]
     assert accs[0] > 0.8 and accs[-1] < 0.02 and accs[0] >= accs[1] >= accs[2]

@@ -73,7 +73,8 @@ class BasicBlock(nn.Module):
 
 def resnet18(in_channels=3, num_classes=10, width=64, norm=None):
     """ResNet-18, CIFAR form: 3x3 stem, no max-pool, stages of 2 blocks (w, 2w, 4w, 8w)."""
-    layers, cin = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)], width
+    stem = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    layers, cin = stem, width
     for i, mult in enumerate((1, 2, 4, 8)):
         for j in range(2):
             layers.append(BasicBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1))

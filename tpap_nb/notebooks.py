@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import REPO, PROFILES
+from .config import PROFILES, REPO
 
 NOTEBOOKS = REPO / "notebooks"
 

@@ -20,7 +20,7 @@ from .data import Dataset, batches, load_dataset, to_float
 from .evaluate import pgd20_step, robust_accuracy
 from .models import build_model
 
-RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart")
+RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart", "cw2")
 # Settings that define a training run: a checkpoint is only resumed or reused when all match.
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
@@ -76,6 +76,10 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
         x_adv = pgd(model, x, y, eps, cfg["pgd_alpha"], cfg["pgd_steps"], random_start=True)
     elif recipe == "trades":
         x_adv = _trades_adv(model, x, eps, cfg["pgd_alpha"], cfg["pgd_steps"])
+    elif recipe == "cw2":  # Tab. 7: CW-L2 examples (pgd_steps Adam steps, no binary search) instead of FGSM
+        from .attacks.cw import cw_l2
+
+        x_adv = cw_l2(model, x, y, steps=cfg["pgd_steps"], binary_search_steps=1)
     else:
         raise ValueError(f"Unknown training recipe {recipe!r}; choose one of {RECIPES}.")
     model.train()
