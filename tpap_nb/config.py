@@ -20,23 +20,29 @@ PROFILES: dict[str, dict] = {
         milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
         n_train=None, n_eval=64, eval_every=1, device="cpu", seed=0,
         attack_scale=0.1, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=10, beta=6.0,
+        n_attack=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2,
     ),
     "quick": dict(
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
-        milestones=(30, 45), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
+        milestones=(30, 45), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.21,
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
         attack_scale=1.0, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=10, beta=6.0,
+        n_attack=200, baselines="pgd,fgsm_trades,fgsm_mart", sweep_epochs=30,
     ),
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
         milestones=(75, 90, 140), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
         n_train=None, n_eval=1000, eval_every=1, device="auto", seed=0,
         attack_scale=1.0, eval_pgd_alpha=0.003, pgd_alpha=0.007, pgd_steps=10, beta=6.0,
+        n_attack=10000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=150,
     ),
 }
 # eval_pgd_alpha: PGD-20 step of the per-epoch evaluation (None: eps / 4; the authors used 0.003).
 # pgd_alpha, pgd_steps, beta: the baselines' training attack (PGD-AT/TRADES/MART: PGD-10, step
 # 0.007 for eps 8/255 in the authors' script; eps / 4 on the CPU profiles) and TRADES/MART beta.
+# n_attack: test examples in the attack benchmark; baselines: the recipes notebook 03 trains
+# beside TPAP (quick drops TRADES and MART, each ~6x an FGSM-AT run); sweep_epochs: epochs of
+# each short run in the Fig. 5 sweep.
 
 
 def get_profile(name: str = "quick", **overrides) -> dict:

@@ -1,7 +1,7 @@
 """Accuracy under attack, with and without TPAP, in batches (the paper's protocol, Sec. 4.1.3)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
