@@ -143,3 +143,66 @@ def clear_cache(path: Path | None = None) -> None:
 
 __all__ = ["run_attacks", "tidy", "eps_sanity", "iterations_sanity", "checks_table", "load_records",
            "profile_overrides", "profile_table", "clear_cache"]
+
+
+# ----------------------------------------------------------------------------- tables and sweeps
+
+def side_by_side(ours: dict[str, dict], paper: dict[str, dict], columns) -> "pd.DataFrame":  # noqa: F821
+    """Rows 'paper: X' and 'ours: X' over the same columns (accuracy in %); missing cells stay empty."""
+    import pandas as pd
+
+    rows = {f"paper: {k}": {c: v.get(c) for c in columns} for k, v in paper.items()}
+    rows |= {f"ours: {k}": {c: v.get(c) for c in columns} for k, v in ours.items()}
+    return pd.DataFrame(rows).T[list(columns)].astype(float).round(2)
+
+
+def fig5_sweep(cfg: dict, eps_multiples=(1.0, 1.5, 2.0), batch_sizes=(32, 64, 128), epochs: int | None = None,
+               progress: bool = True) -> list[dict]:
+    """Fig. 5: short FGSM-AT runs over the training eps (8, 12, 16/255 on paper) and the batch size.
+
+    Returns one tidy record per (panel, setting, evaluated epoch). Purification uses the
+    profile's xi/eps ratio at each eps; attacks use the run's own eps.
+    """
+    from .train import get_or_train
+
+    epochs = epochs or cfg["epochs"]
+    scale = epochs / cfg["epochs"]
+    base = cfg | {"epochs": epochs, "milestones": tuple(max(1, round(m * scale)) for m in cfg["milestones"]),
+                  "eval_every": max(1, epochs // 6)}
+    runs = [("eps", f"{m:g} x eps", base | {"eps": cfg["eps"] * m, "xi": cfg["xi"] * m}) for m in eps_multiples]
+    runs += [("batch size", f"bs {b}", base | {"batch_size": b}) for b in batch_sizes]
+    out = []
+    for panel, label, run_cfg in tqdm(runs, desc="Fig. 5 sweep", disable=not progress):
+        _, history, _ = get_or_train(run_cfg, progress=False)
+        for h in history:
+            if "test_clean" in h:
+                out.append({"panel": panel, "setting": label, "epoch": h["epoch"], "eps": run_cfg["eps"],
+                            "batch_size": run_cfg["batch_size"],
+                            **{k: 100 * v for k, v in h.items() if k.startswith(("train_", "test_", "tpap_"))
+                               and k != "train_seconds"}})
+    return out
+
+
+def caltech_status() -> tuple[bool, str]:
+    """Tab. 3 needs Caltech-101 and torchvision's ImageNet ResNet-18 weights; say what is missing."""
+    from .config import data_root
+
+    missing = []
+    root = data_root()
+    if not (root / "caltech101" / "101_ObjectCategories").exists():
+        try:
+            import torchvision
+
+            torchvision.datasets.Caltech101(str(root), download=True)
+        except Exception as err:  # offline: URLError / RuntimeError
+            missing.append(f"Caltech-101 under {root / 'caltech101'} ({type(err).__name__})")
+    try:
+        import torchvision
+
+        torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    except Exception as err:
+        missing.append(f"torchvision's ImageNet ResNet-18 weights ({type(err).__name__})")
+    if missing:
+        return False, ("Tab. 3 skipped: " + "; ".join(missing) + " could not be found or downloaded. "
+                       "On a machine with internet this cell downloads both (about 130 MB + 45 MB).")
+    return True, "Caltech-101 and the ImageNet ResNet-18 weights are available."

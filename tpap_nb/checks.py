@@ -21,7 +21,7 @@ def check_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
             "(divide uint8 images by 255)."
         )
     if x.numel():
-        lo, hi = float(x.detach().min()), float(x.detach().max())
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one reduction, one sync
         if lo < -_TOL or hi > 1 + _TOL:
             raise ValueError(
                 f"{name} has pixels in [{lo:.3f}, {hi:.3f}], outside [0, 1]. tpap_nb works in "

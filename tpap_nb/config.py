@@ -18,7 +18,7 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(
         dataset="digits", model="small_cnn", width=8, epochs=3, batch_size=64, lr=0.05,
         milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
-        n_train=None, n_eval=64, eval_every=1, device="cpu", seed=0,
+        n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
         attack_scale=0.1, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2,
     ),

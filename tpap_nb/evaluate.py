@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from .purify import purify
+from .purify import _purify_with_pred, purify
 
 Attack = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -39,12 +39,14 @@ def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attac
     try:
         for xb, yb in _batched(x, y, batch_size):
             x_adv = attack(xb, yb) if attack is not None else xb
-            with torch.no_grad():
-                bare.append(model(x_adv).argmax(1) == yb)
-            if xi is not None:
-                x_pur = purify(model, x_adv, xi)
+            if xi is None:
                 with torch.no_grad():
-                    tpap.append(model(x_pur).argmax(1) == yb)
+                    bare.append(model(x_adv).argmax(1) == yb)
+                continue
+            x_pur, y_pred = _purify_with_pred(model, x_adv, xi)  # its forward is the bare prediction
+            bare.append(y_pred == yb)
+            with torch.no_grad():
+                tpap.append(model(x_pur).argmax(1) == yb)
     finally:
         model.train(was)
     out = {"bare": torch.cat(bare)}

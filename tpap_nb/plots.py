@@ -96,3 +96,32 @@ def show_images(rows: dict, titles: dict | None = None, cmap="gray", diff_scale:
             if i == 0 and not (titles and (name, 0) in titles):
                 ax.set_title(name, fontsize=9)
     return fig
+
+
+def heatmap(table, title: str = "", fmt: str = ".0f"):
+    """Accuracy heatmap (rows: model x defence, columns: attacks), 0-100 %."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 0.9 + 0.45 * table.shape[0]))
+    sns.heatmap(table, annot=True, fmt=fmt, vmin=0, vmax=100, cmap="viridis", cbar_kws={"label": "accuracy (%)"},
+                ax=ax)
+    ax.set(xlabel="attack", ylabel="", title=title)
+    return fig
+
+
+def plot_fig5(records, metrics=("train_fgsm", "test_pgd20", "tpap_pgd20")):
+    """Fig. 5: accuracy per epoch for each training eps (top) and batch size (bottom)."""
+    import pandas as pd
+    import seaborn as sns
+
+    df = pd.DataFrame(records)
+    panels = list(dict.fromkeys(df["panel"]))
+    fig, axes = plt.subplots(len(panels), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(panels)),
+                             squeeze=False, sharey=True)
+    names = {"train_fgsm": "train FGSM", "test_pgd20": "test PGD-20 (bare)", "tpap_pgd20": "test PGD-20 (TPAP)",
+             "test_clean": "test clean", "test_fgsm": "test FGSM"}
+    for i, panel in enumerate(panels):
+        for j, m in enumerate(metrics):
+            sns.lineplot(data=df[df.panel == panel], x="epoch", y=m, hue="setting", marker="o", ax=axes[i, j])
+            axes[i, j].set(title=f"{names.get(m, m)}, by {panel}", ylabel="accuracy (%)", ylim=(-2, 102))
+    return fig
