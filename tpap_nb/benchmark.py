@@ -147,7 +147,7 @@ __all__ = ["run_attacks", "tidy", "eps_sanity", "iterations_sanity", "checks_tab
 
 # ----------------------------------------------------------------------------- tables and sweeps
 
-def side_by_side(ours: dict[str, dict], paper: dict[str, dict], columns) -> "pd.DataFrame":  # noqa: F821
+def side_by_side(ours: dict[str, dict], paper: dict[str, dict], columns):
     """Rows 'paper: X' and 'ours: X' over the same columns (accuracy in %); missing cells stay empty."""
     import pandas as pd
 
