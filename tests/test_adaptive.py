@@ -1,0 +1,210 @@
+"""Adaptive attacks on F(x) = f(P(x)): forward = TPAP, backward modes, pass counts, worst case, verdict."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+
+from tpap_nb.adaptive import (
+    BareClassifier,
+    DefendedClassifier,
+    eps_sweep,
+    evaluate_adaptive,
+    gradient_masking_flag,
+    pgd_adaptive,
+    reaches_zero,
+    verdict,
+    worst_case,
+)
+from tpap_nb.attacks.base import fgsm
+from tpap_nb.purify import TPAP
+
+EPS, XI = 0.3, 0.15
+
+
+def tiny_cnn(width: int = 16) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(2 * width * 16, 10))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny CNN after seconds of FGSM-AT on sklearn digits (eval-mode FGSM, no random start, step=eps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small only loses time to thread hand-offs
+    torch.manual_seed(0)
+    data = load_digits()
+    x = torch.tensor(data.images / 16, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(data.target)
+    perm = torch.randperm(len(y))
+    train, test = perm[:1437], perm[1437:]
+    model = tiny_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(12):
+        order = train[torch.randperm(len(train))]
+        for i in range(0, len(order), 64):
+            xb, yb = x[order[i:i + 64]], y[order[i:i + 64]]
+            model.eval()
+            x_adv = fgsm(model, xb, yb, EPS)
+            model.train()
+            loss = F.cross_entropy(model(x_adv), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    yield model, x[test][:64], y[test][:64]
+    torch.set_num_threads(threads)
+
+
+def _input_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(module(x), y, reduction="sum"), x)
+    return grad
+
+
+@pytest.mark.parametrize("grad", ["bpda", "smooth", "exact"])
+def test_forward_equals_tpap_in_every_mode(tiny, grad):
+    model, x, _ = tiny
+    with torch.no_grad():
+        ref = TPAP(model, XI)(x)
+        out = DefendedClassifier(model, XI, grad=grad)(x)
+    # The attack path (input requiring grad) must give the same value as the no-grad one.
+    out_graph = DefendedClassifier(model, XI, grad=grad)(x.clone().requires_grad_(True))
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(out_graph.detach(), ref, atol=1e-5)
+
+
+def test_bpda_gradient_equals_exact_graph(tiny):
+    model, x, y = tiny
+    bpda, exact = DefendedClassifier(model, XI, grad="bpda"), DefendedClassifier(model, XI, grad="exact")
+    # Away from the clip boundary (pixels in [0.3, 0.7], xi = 0.15): A1 and A3 agree exactly.
+    x_mid = 0.3 + 0.4 * x
+    g1, g3 = _input_grad(bpda, x_mid, y), _input_grad(exact, x_mid, y)
+    assert g1.abs().sum() > 0
+    assert torch.allclose(g1, g3, atol=1e-6)
+    # On real tiny the clip binds: A3 = A1 times the clip mask of Eq. 8.
+    with torch.enable_grad():
+        x_in = x.clone().requires_grad_(True)
+        logits = model(x_in)
+        (g,) = torch.autograd.grad(F.cross_entropy(logits, logits.argmax(1), reduction="sum"), x_in)
+    raw = x + XI * g.sign()
+    mask = ((raw >= 0) & (raw <= 1)).float()
+    assert 0 < mask.mean() < 1
+    assert torch.allclose(_input_grad(exact, x, y), _input_grad(bpda, x, y) * mask, atol=1e-6)
+
+
+def test_smooth_surrogate_is_differentiable_and_differs_from_bpda(tiny):
+    model, x, y = tiny
+    g2 = _input_grad(DefendedClassifier(model, XI, grad="smooth"), x, y)
+    assert torch.isfinite(g2).all() and g2.abs().sum() > 0
+    # Away from the clip, BPDA = exact = the identity path; A2 must add the tanh(g / tau) path through g.
+    x_mid = 0.3 + 0.4 * x
+    g1 = _input_grad(DefendedClassifier(model, XI, grad="bpda"), x_mid, y)
+    g2 = _input_grad(DefendedClassifier(model, XI, grad="smooth"), x_mid, y)
+    assert torch.isfinite(g2).all()
+    assert not torch.allclose(g1, g2, atol=1e-4)
+
+
+def test_pass_counting(tiny):
+    model, x, y = tiny
+    n = len(x)
+    d = DefendedClassifier(model, XI)
+    with torch.no_grad():
+        d(x)
+    assert d.counts == {"forward": 2 * n, "backward": n, "hvp": 0, "predictions": n}
+    assert d.passes_per_prediction() == 3
+    d.reset_counts()
+    _input_grad(d, x, y)  # an attacker's gradient through BPDA adds one backward of f at x_pur
+    assert d.counts == {"forward": 2 * n, "backward": 2 * n, "hvp": 0, "predictions": n}
+    s = DefendedClassifier(model, XI, grad="smooth")
+    _input_grad(s, x, y)  # ... and through the surrogate one Hessian-vector product
+    assert s.counts == {"forward": 2 * n, "backward": 2 * n, "hvp": n, "predictions": n}
+    assert s.passes_per_prediction() == 6
+    b = BareClassifier(model)
+    with torch.no_grad():
+        b(x)
+    assert b.passes_per_prediction() == 1
+
+
+def test_adaptive_pgd_beats_clean_and_sweep_reaches_zero(tiny):
+    model, x, y = tiny
+    d = DefendedClassifier(model, XI)
+    with torch.no_grad():
+        clean = (d(x).argmax(1) == y).float().mean().item()
+        adv = (d(pgd_adaptive(d, x, y, EPS, steps=10, restarts=1)).argmax(1) == y).float().mean().item()
+    assert clean > 0.5
+    assert adv < clean - 0.2
+    sweep = eps_sweep(model, x, y, XI, [0.05, 1.0], steps=10)
+    assert sweep[0]["accuracy"] > sweep[1]["accuracy"]
+    assert reaches_zero(sweep)
+    assert not reaches_zero([{"eps": 1.0, "accuracy": 0.5}])
+
+
+def test_evaluate_adaptive_records_and_worst_case(tiny):
+    model, x, y = tiny
+    x, y = x[:32], y[:32]
+    attacks = ["clean", "transfer", "pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square"]
+    records, correct = evaluate_adaptive(model, x, y, XI, EPS, attacks=attacks, scale=0.05,
+                                         references={"random": tiny_cnn().eval()})
+    assert correct.shape == (len(records), len(y)) and correct.dtype == torch.bool
+    keys = {"defence", "attack", "grad", "eps", "xi", "n", "accuracy", "settings", "passes_per_pred",
+            "passes_per_sample", "seconds"}
+    assert all(keys <= set(r) for r in records)
+    for defence in ("TPAP", "bare", "random"):
+        rows = [r for r in records if r["defence"] == defence]
+        worst = [r for r in rows if r["attack"] == "worst-case"]
+        assert len(worst) == 1
+        assert all(worst[0]["accuracy"] <= r["accuracy"] for r in rows)
+    by = {(r["defence"], r["attack"]): r for r in records}
+    assert [r["attack"] for r in records if r["defence"] == "bare"][:3] == ["clean", "pgd", "apgd-ce"]
+    assert by["TPAP", "pgd-bpda"]["accuracy"] < by["TPAP", "clean"]["accuracy"]
+    assert by["TPAP", "transfer:bare"]["grad"] == "source:bare"
+    assert math.isclose(by["TPAP", "square"]["passes_per_pred"], 3.0)
+    assert math.isclose(by["bare", "square"]["passes_per_pred"], 1.0)
+    assert isinstance(gradient_masking_flag(records), bool)
+    text = verdict(records)
+    assert f"{by['TPAP', 'worst-case']['accuracy']:.1%}" in text
+
+
+def test_worst_case_is_per_sample():
+    # Two attacks at 50% each, failing on different samples: nothing survives both.
+    records = [_rec("TPAP", "clean", 1.0), _rec("TPAP", "pgd-bpda", 0.5), _rec("TPAP", "square", 0.5)]
+    correct = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    worst, rows = worst_case(records, correct)
+    assert worst[0]["accuracy"] == 0.0 and not rows.any()
+
+
+def _rec(defence, attack, acc):
+    return {"defence": defence, "attack": attack, "accuracy": acc, "eps": 0.3, "xi": 0.15 if defence == "TPAP"
+            else None, "n": 100, "passes_per_sample": 1.0, "seconds": 0.1}
+
+
+def test_gradient_masking_flag_and_verdict_follow_the_numbers():
+    masked = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "pgd-bpda", 0.6), _rec("TPAP", "square", 0.2),
+              _rec("TPAP", "worst-case", 0.2), _rec("bare", "clean", 0.95), _rec("bare", "worst-case", 0.05)]
+    assert gradient_masking_flag(masked) is True
+    assert "above that of the bare model" in verdict(masked) and "masked" in verdict(masked)
+    fine = [dict(r) for r in masked]
+    fine[2]["accuracy"], fine[3]["accuracy"], fine[5]["accuracy"] = 0.7, 0.1, 0.3
+    assert gradient_masking_flag(fine) is False
+    tie = [dict(r) for r in masked]
+    tie[2]["accuracy"] = 0.6  # Square only equals the best gradient attack: no evidence of masking
+    assert gradient_masking_flag(tie) is False
+    assert "below that of the bare model" in verdict(fine) and "no robustness beyond" in verdict(fine)
+    with pytest.raises(ValueError, match="square"):
+        gradient_masking_flag([_rec("TPAP", "pgd-bpda", 0.5)])
+    with pytest.raises(ValueError, match="worst-case"):
+        verdict([_rec("TPAP", "clean", 0.9)])
+
+
+def test_clear_errors(tiny):
+    model, x, y = tiny
+    with pytest.raises(ValueError, match="gradient mode"):
+        DefendedClassifier(model, XI, grad="sign")
+    with pytest.raises(ValueError, match="Unknown attack"):
+        evaluate_adaptive(model, x, y, XI, EPS, attacks=["pgd"])

@@ -1,0 +1,347 @@
+"""Adaptive attacks on the whole TPAP pipeline F(x) = f(P(x)) (Athalye et al. 2018; Croce et al. 2022).
+
+The paper (Sec. 4) crafts attacks on the bare model f and then purifies (Eq. 7-9). A test-time
+defence is only credible once the attacker targets F itself; this module gives F three backward
+passes (BPDA, a smooth surrogate, the exact graph), runs gradient, gradient-free and transfer
+attacks on it, and turns the per-sample results into a worst case, sanity flags and a verdict.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+import torchattacks
+from torch import nn
+
+from .attacks.base import pgd
+from .checks import check_images, check_labels
+
+GRADS = ("bpda", "smooth", "exact")
+ATTACKS = ("clean", "transfer", "pgd-bpda", "pgd-smooth", "pgd-exact", "apgd-ce", "apgd-t", "autoattack",
+           "square")
+DEFAULT_ATTACKS = ("clean", "transfer", "pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square")
+GRADIENT_ATTACKS = ("pgd", "pgd-bpda", "pgd-smooth", "pgd-exact", "apgd-ce", "apgd-t")
+
+
+class BareClassifier(nn.Module):
+    """f(x) in eval mode, counting inner-model passes in samples (forward, backward, hvp, predictions)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.reset_counts()
+
+    def reset_counts(self) -> None:
+        self.counts = {"forward": 0, "backward": 0, "hvp": 0, "predictions": 0}
+
+    def passes_per_prediction(self) -> float:
+        """Inner passes per prediction of this module; a Hessian-vector product counts as 2 passes."""
+        return _passes(self.counts) / max(self.counts["predictions"], 1)
+
+    def _count_on_backward(self, t: torch.Tensor, key: str) -> None:
+        if t.requires_grad:
+            t.register_hook(lambda grad, n=t.shape[0]: self.counts.__setitem__(key, self.counts[key] + n))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.counts["forward"] += x.shape[0]
+        logits = self.model(x)
+        self._count_on_backward(logits, "backward")
+        return logits
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self._logits(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x.detach())
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self._predict(x)
+        finally:
+            self.model.train(was_training)
+        self.counts["predictions"] += x.shape[0]
+        return out
+
+
+class DefendedClassifier(BareClassifier):
+    """F(x) = f(P(x)), P the TPAP purification (Eq. 7-9), with a backward pass chosen for attacks.
+
+    The forward value is that of ``TPAP(model, xi)`` in every mode; only the gradient differs:
+
+    - ``"bpda"`` (A1): BPDA with the identity, dP/dx := I, so the attacker gets grad f at x_pur.
+    - ``"smooth"`` (A2): sign(g) in the forward pass, xi * tanh(g / (tau * mean|g|)) in the backward
+      pass, g = grad_x CE(f(x), y_pred) built with ``create_graph=True`` so the attack sees how the
+      purification direction moves with x. g is divided per sample by its mean |g| (a constant in
+      the backward pass), so tau is scale-free: |g| = tau * mean|g| maps to tanh(1) = 0.76.
+    - ``"exact"`` (A3): the plain autograd graph of Eq. 7-8. d sign/dg = 0 almost everywhere, so the
+      only gradient left is the identity path through x + gamma, masked where the clip to [0, 1]
+      binds: A3 equals A1 wherever no pixel is clipped (and costs a wasted Hessian-vector product).
+
+    ``counts`` holds inner-model passes in samples: a no-grad prediction costs 2 forwards and
+    1 backward; an attacker's gradient adds 1 backward (and 1 Hessian-vector product for A2/A3).
+    """
+
+    def __init__(self, model: nn.Module, xi: float = 8 / 255, grad: str = "bpda", tau: float = 0.5):
+        super().__init__(model)
+        if grad not in GRADS:
+            raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0 (the tanh temperature), got {tau}.")
+        self.xi, self.grad, self.tau = float(xi), grad, float(tau)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        graph = torch.is_grad_enabled() and x.requires_grad
+        create = graph and self.grad != "bpda"
+        with torch.enable_grad():
+            x_in = x if create else x.detach().requires_grad_(True)
+            self.counts["forward"] += x.shape[0]
+            logits = self.model(x_in)
+            y_pred = logits.argmax(1)  # Eq. 6
+            loss = F.cross_entropy(logits, y_pred, reduction="sum")
+            (g,) = torch.autograd.grad(loss, x_in, create_graph=create)
+        self.counts["backward"] += x.shape[0]
+        x_pur = (x.detach() + self.xi * g.detach().sign()).clamp(0.0, 1.0)  # Eq. 7-8
+        if graph and self.grad == "bpda":
+            x_pur = x_pur + (x - x.detach())  # value unchanged, dP/dx = I
+        elif graph and self.grad == "exact":
+            self._count_on_backward(g, "hvp")
+            x_pur = (x + self.xi * g.sign()).clamp(0.0, 1.0)
+        elif graph:
+            self._count_on_backward(g, "hvp")
+            scale = g.detach().abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+            x_sur = (x + self.xi * torch.tanh(g / (self.tau * scale))).clamp(0.0, 1.0)
+            x_pur = x_pur + (x_sur - x_sur.detach())  # forward: sign; backward: tanh surrogate
+        return self._logits(x_pur)  # Eq. 9
+
+    def extra_repr(self) -> str:
+        return f"xi={self.xi:.5f}, grad={self.grad!r}, tau={self.tau}"
+
+
+def _n(count: int, scale: float) -> int:
+    return max(1, round(count * scale))
+
+
+def _passes(counts: dict) -> int:
+    return counts["forward"] + counts["backward"] + 2 * counts["hvp"]
+
+
+def pgd_adaptive(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 alpha: float | None = None, steps: int = 50, restarts: int = 3, seed: int = 0):
+    """L-inf PGD (Madry et al.) via target's own backward and restarts; keeps any iterate that fools it."""
+    check_images(x)
+    check_labels(y, len(x))
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    gen = torch.Generator().manual_seed(seed)
+    x = x.detach()
+    x_adv_best, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        idx = (~fooled).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        x0, y0 = x[idx], y[idx]
+        x_adv = (x0 + (torch.rand(x0.shape, generator=gen).to(x.device) * 2 - 1) * eps).clamp(0, 1)
+        for step in range(steps + 1):
+            with torch.enable_grad():
+                x_adv = x_adv.detach().requires_grad_(step < steps)
+                logits = target(x_adv)
+                new = (logits.argmax(1) != y0) & ~fooled[idx]
+                x_adv_best[idx[new]], fooled[idx[new]] = x_adv.detach()[new], True
+                if step == steps:
+                    break
+                (grad,) = torch.autograd.grad(F.cross_entropy(logits, y0, reduction="sum"), x_adv)
+            x_adv = torch.min(torch.max(x_adv.detach() + alpha * grad.sign(), x0 - eps), x0 + eps).clamp(0, 1)
+    return x_adv_best
+
+
+def _craft(name, target, crafter, x, y, eps, cfg, n_classes, seed) -> torch.Tensor:
+    """x_adv of one attack; AutoAttack gets the original 100 steps (torchattacks' own default is 10)."""
+    if name == "clean":
+        return x
+    if name.startswith("transfer"):
+        gen = torch.Generator().manual_seed(seed)
+        return pgd(crafter, x, y, eps, 2.5 * eps / cfg["steps"], cfg["steps"], generator=gen)
+    if name.startswith("pgd"):
+        return pgd_adaptive(target, x, y, eps, steps=cfg["steps"], restarts=cfg["restarts"], seed=seed)
+    if name == "square":
+        atk = torchattacks.Square(target, eps=eps, n_queries=cfg["n_queries"], n_restarts=1, seed=seed)
+    elif name == "apgd-ce":
+        atk = torchattacks.APGD(target, eps=eps, steps=cfg["apgd_steps"], n_restarts=cfg["restarts"],
+                                seed=seed)
+    elif name == "apgd-t":
+        atk = torchattacks.APGDT(target, eps=eps, steps=cfg["apgd_steps"], n_restarts=cfg["restarts"],
+                                 n_classes=n_classes, seed=seed)
+    else:
+        atk = torchattacks.AutoAttack(target, eps=eps, version="standard", n_classes=n_classes, seed=seed)
+        for sub in atk._autoattack.attacks:
+            if hasattr(sub, "n_queries"):
+                sub.n_queries = cfg["n_queries"]
+            else:
+                sub.steps = cfg["apgd_steps"]
+    return atk(x, y).detach()
+
+
+def _settings(name: str, cfg: dict) -> str:
+    if name in ("clean", "square"):
+        return "" if name == "clean" else f"queries={cfg['n_queries']}"
+    if name.startswith("apgd") or name == "autoattack":
+        extra = f"queries={cfg['n_queries']}" if name == "autoattack" else f"restarts={cfg['restarts']}"
+        return f"steps={cfg['apgd_steps']}, {extra}"
+    restarts = 1 if name.startswith("transfer") else cfg["restarts"]
+    return f"steps={cfg['steps']}, alpha=2.5*eps/steps, restarts={restarts}"
+
+
+def _jobs(model, xi, attacks, sources, references, grad, tau) -> list[tuple]:
+    """(defence, attack, grad label, target, crafter) for every run: TPAP first, then bare and references."""
+    jobs = []
+    for attack in attacks:
+        for name in [f"transfer:{s}" for s in sources] if attack == "transfer" else [attack]:
+            mode = name[4:] if name.startswith("pgd-") else "none" if name in ("clean", "square") else grad
+            target = crafter = DefendedClassifier(model, xi, grad=mode if mode in GRADS else grad, tau=tau)
+            if name.startswith("transfer:"):
+                src, mode = sources[name[9:]], f"source:{name[9:]}"
+                crafter = src if isinstance(src, BareClassifier) else BareClassifier(src)
+            jobs.append(("TPAP", name, mode, target, crafter))
+    for defence, ref in {"bare": model, **(references or {})}.items():
+        names = dict.fromkeys("pgd" if a.startswith("pgd-") else a for a in attacks if a != "transfer")
+        for name in names:
+            mode, target = "none" if name in ("clean", "square") else "autograd", BareClassifier(ref)
+            jobs.append((defence, name, mode, target, target))
+    return jobs
+
+
+def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: float, eps: float,
+                      attacks=DEFAULT_ATTACKS, sources: dict | None = None, references: dict | None = None,
+                      scale: float = 1.0, grad: str = "bpda", tau: float = 0.5, steps: int = 50,
+                      apgd_steps: int = 100, restarts: int = 3, n_queries: int = 5000, batch_size: int = 256,
+                      seed: int = 0) -> tuple[list[dict], torch.Tensor]:
+    """Attack TPAP ('TPAP'), the bare model ('bare') and each reference model; worst cases come last.
+
+    Returns tidy records (defence, attack, grad, eps, xi, n, accuracy, settings, passes_per_pred,
+    passes_per_sample, seconds) and a bool matrix `correct` (a row per record, a column per sample).
+    'transfer' crafts PGD on each sources[NAME] (default {'bare': model}: the paper's protocol) and
+    evaluates F; apgd-ce/apgd-t/autoattack attack F through the `grad` backward. `scale` multiplies
+    steps, apgd_steps, restarts and n_queries (each kept >= 1). passes_per_pred: inner-model passes
+    per prediction of the attacked (for transfer: crafting) model; passes_per_sample: all passes / n.
+    """
+    check_images(x)
+    check_labels(y, len(x))
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise ValueError(f"Unknown attack(s) {unknown}; choose from {ATTACKS}.")
+    if grad not in GRADS:
+        raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
+    sources = {"bare": model} if sources is None else sources
+    cfg = {k: _n(v, scale) for k, v in
+           {"steps": steps, "apgd_steps": apgd_steps, "restarts": restarts, "n_queries": n_queries}.items()}
+    with torch.no_grad():
+        n_classes = BareClassifier(model)(x[:1]).shape[1]
+    records, rows = [], []
+    for defence, name, mode, target, crafter in _jobs(model, xi, attacks, sources, references, grad, tau):
+        crafter.reset_counts()
+        t0 = time.perf_counter()
+        x_adv = [_craft(name, target, crafter, x[i:i + batch_size], y[i:i + batch_size], eps, cfg, n_classes,
+                        seed + i) for i in range(0, len(x), batch_size)]
+        seconds, passes = time.perf_counter() - t0, _passes(crafter.counts)
+        with torch.no_grad():
+            ok = torch.cat([target(xa).argmax(1) for xa in x_adv]) == y
+        rows.append(ok)
+        records.append({"defence": defence, "attack": name, "grad": mode, "eps": eps,
+                        "xi": xi if defence == "TPAP" else None, "n": len(y),
+                        "accuracy": ok.float().mean().item(), "settings": _settings(name, cfg),
+                        "passes_per_pred": crafter.passes_per_prediction() if name != "clean" else None,
+                        "passes_per_sample": passes / len(y), "seconds": seconds})
+    correct = torch.stack(rows)
+    worst, worst_rows = worst_case(records, correct)
+    return records + worst, torch.cat([correct, worst_rows])
+
+
+def worst_case(records: list[dict], correct: torch.Tensor) -> tuple[list[dict], torch.Tensor]:
+    """Per-sample worst case per defence: a sample is robust only if it survived every attack (and clean)."""
+    out, rows = [], []
+    for defence in dict.fromkeys(r["defence"] for r in records):
+        idx = [i for i, r in enumerate(records) if r["defence"] == defence and r["attack"] != "worst-case"]
+        ok = correct[idx].all(0)
+        rows.append(ok)
+        first = records[idx[0]]
+        out.append({"defence": defence, "attack": "worst-case", "grad": "all", "eps": first["eps"],
+                    "xi": first["xi"], "n": len(ok), "accuracy": ok.float().mean().item(),
+                    "settings": "min over: " + ", ".join(records[i]["attack"] for i in idx),
+                    "passes_per_pred": None,
+                    "passes_per_sample": sum(records[i]["passes_per_sample"] for i in idx),
+                    "seconds": sum(records[i]["seconds"] for i in idx)})
+    return out, torch.stack(rows)
+
+
+def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: float, eps_list, grad: str = "bpda",
+              tau: float = 0.5, steps: int = 20, restarts: int = 1, scale: float = 1.0,
+              seed: int = 0) -> list[dict]:
+    """Sanity check (Carlini et al. 2019): adaptive PGD on F must drive accuracy to ~0 as eps grows."""
+    records = []
+    for eps in eps_list:
+        target = DefendedClassifier(model, xi, grad=grad, tau=tau)
+        x_adv = pgd_adaptive(target, x, y, eps, steps=_n(steps, scale), restarts=_n(restarts, scale),
+                             seed=seed)
+        with torch.no_grad():
+            acc = (target(x_adv).argmax(1) == y).float().mean().item()
+        records.append({"defence": "TPAP", "attack": f"pgd-{grad}", "grad": grad, "eps": eps, "xi": xi,
+                        "n": len(y), "accuracy": acc})
+    return records
+
+
+def reaches_zero(records: list[dict], tol: float = 0.05) -> bool:
+    """True when the accuracy at the largest eps of an eps_sweep is at most tol (the attack works)."""
+    return max(records, key=lambda r: r["eps"])["accuracy"] <= tol
+
+
+def gradient_masking_flag(records: list[dict], defence: str = "TPAP") -> bool:
+    """True when gradient-free Square beats every gradient attack on `defence`: its gradients are masked."""
+    rs = [r for r in records if r["defence"] == defence]
+    free = [r["accuracy"] for r in rs if r["attack"] == "square"]
+    grads = [r["accuracy"] for r in rs if r["attack"] in GRADIENT_ATTACKS]
+    if not free or not grads:
+        raise ValueError(f"gradient_masking_flag needs a 'square' record and a gradient attack record for "
+                         f"defence {defence!r}: run evaluate_adaptive with attacks including 'square' "
+                         "and 'pgd-bpda'.")
+    return min(free) < min(grads)
+
+
+def verdict(records: list[dict]) -> str:
+    """The one-paragraph conclusion of an evaluate_adaptive run, written from its records alone."""
+    by = {(r["defence"], r["attack"]): r["accuracy"] for r in records}
+    worst = {r["defence"]: r for r in records if r["attack"] == "worst-case"}
+    if "TPAP" not in worst:
+        raise ValueError("verdict needs the records of evaluate_adaptive (with a TPAP worst-case row).")
+    t, acc = worst["TPAP"], worst["TPAP"]["accuracy"]
+    text = [f"On {t['n']} test images at eps = {t['eps']:.4g} (xi = {t['xi']:.4g})"
+            + (f", TPAP is {by['TPAP', 'clean']:.1%} accurate on clean images"
+               if ("TPAP", "clean") in by else "")]
+    paper = by.get(("TPAP", "transfer:bare"))
+    if paper is not None:
+        text.append(f"Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps "
+                    f"{paper:.1%}")
+    attacked = [r for r in records if r["defence"] == "TPAP" and r["attack"] not in ("clean", "worst-case")]
+    if attacked:
+        best = min(attacked, key=lambda r: r["accuracy"])
+        text.append(f"Attacked as a whole pipeline F(x) = f(P(x)), its per-sample worst case over "
+                    f"{len(attacked)} attacks is {acc:.1%} (strongest: {best['attack']}, "
+                    f"{best['accuracy']:.1%})")
+    if paper is not None:
+        text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points"
+                    if paper - acc > 0.005 else "Adaptive attacks do no better than the paper's protocol")
+    others = {"the bare model" if d == "bare" else d: r["accuracy"] for d, r in worst.items() if d != "TPAP"}
+    for label, other in others.items():
+        rel = "above" if acc > other + 0.005 else "below" if acc < other - 0.005 else "level with"
+        text.append(f"TPAP's worst case is {rel} that of {label} ({other:.1%})")
+    names = {r["attack"] for r in attacked}
+    if "square" in names and names & set(GRADIENT_ATTACKS):
+        text.append("Square, which uses no gradients, beats every gradient attack on TPAP: its gradients "
+                    "are masked and the gradient-attack numbers are loose upper bounds"
+                    if gradient_masking_flag(records) else
+                    "Square, which uses no gradients, does not beat the gradient attacks: no sign of masking")
+    if others:
+        text.append("Under adaptive attacks TPAP keeps an advantage over the alternatives"
+                    if acc > max(others.values()) + 0.005 else
+                    "Under adaptive attacks TPAP gives no robustness beyond the best alternative")
+    text.append("All robust accuracies are upper bounds: a stronger attack can only lower them")
+    return ". ".join(text) + "."
