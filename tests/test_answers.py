@@ -33,3 +33,17 @@ def test_ex02_purify_twice_reports_both(ro_model, test_xy):
     for name in ("clean", "pgd20"):
         assert set(res[name]) == {"one step of xi", "two steps of xi/2"}
         assert all(0 <= v <= 100 for v in res[name].values())
+
+
+def test_ex07_answers_on_tiny_model(ro_model, test_xy):
+    from tpap_nb.adaptive import DefendedClassifier, evaluate_adaptive
+
+    x, y = test_xy[0][:48], test_xy[1][:48]
+    res = answers.ex07_transfer_sources(ro_model, x, y, 0.15, 0.3, {"bare": ro_model,
+                                        "F": DefendedClassifier(ro_model, 0.15)}, scale=0.2)
+    assert set(res) == {"bare", "F"} and res["F"] <= res["bare"]
+    records, _ = evaluate_adaptive(ro_model, x, y, 0.15, 0.3, attacks=("transfer", "square"), scale=0.02)
+    sq = answers.ex07_square_vs_protocol(records)
+    assert sq["worst case"] <= min(sq["paper protocol"], sq["square"])
+    taus = answers.ex07_tau_sweep(ro_model, x, y, 0.15, 0.3, taus=(0.5,), scale=0.1)
+    assert set(taus) == {"smooth tau=0.5", "bpda"} and all(0 <= v <= 100 for v in taus.values())

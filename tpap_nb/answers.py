@@ -71,3 +71,47 @@ def ex02_purify_twice(model, x, y, cfg: dict) -> dict:
             out[name] = {"one step of xi": 100 * (model(once).argmax(1) == y).float().mean().item(),
                          "two steps of xi/2": 100 * (model(twice).argmax(1) == y).float().mean().item()}
     return out
+
+
+# ---------------------------------------------------------------- 07_adaptive_attacks
+def ex07_transfer_sources(model, x, y, xi: float, eps: float, sources: dict, scale: float = 1.0) -> dict:
+    """Ex. 7.1: TPAP accuracy (%) on PGD examples transferred from each source.
+
+    Expected: the bare FGSM-RO source (the paper's protocol) is the easiest for TPAP: its PGD
+    examples sit where one FGSM step away from the wrong label undoes them. Crafting on F itself
+    (BPDA) hurts most, since it attacks what is deployed.
+    """
+    from .adaptive import evaluate_adaptive
+
+    records, _ = evaluate_adaptive(model, x, y, xi, eps, attacks=("transfer",), sources=sources, scale=scale)
+    return {r["attack"].removeprefix("transfer:"): 100 * r["accuracy"] for r in records
+            if r["defence"] == "TPAP" and r["attack"].startswith("transfer:")}
+
+
+def ex07_square_vs_protocol(records: list[dict]) -> dict:
+    """Ex. 7.2: TPAP accuracy (%) under the paper's protocol vs under gradient-free Square.
+
+    Expected: Square, which never sees a gradient, brings TPAP far below its paper-protocol
+    accuracy, so that accuracy measured the attacker's ignorance, not robustness.
+    """
+    by = {r["attack"]: 100 * r["accuracy"] for r in records if r["defence"] == "TPAP"}
+    protocol = next((v for k, v in by.items() if k.startswith("transfer:bare")), None)
+    return {"paper protocol": protocol, "square": by.get("square"), "worst case": by.get("worst-case")}
+
+
+def ex07_tau_sweep(model, x, y, xi: float, eps: float, taus=(0.1, 0.5, 2.0), scale: float = 1.0) -> dict:
+    """Ex. 7.3: TPAP accuracy (%) under PGD through the smooth surrogate for several tau, and BPDA.
+
+    Expected: no tau does clearly better than BPDA: P is piecewise constant in its direction
+    (a sign), so the extra information in the surrogate's second-order term adds little.
+    """
+    from .adaptive import evaluate_adaptive
+
+    out = {}
+    for tau in taus:
+        recs, _ = evaluate_adaptive(model, x, y, xi, eps, attacks=("pgd-smooth",), tau=tau, scale=scale)
+        out[f"smooth tau={tau:g}"] = next(100 * r["accuracy"] for r in recs
+                                          if r["defence"] == "TPAP" and r["attack"] == "pgd-smooth")
+    recs, _ = evaluate_adaptive(model, x, y, xi, eps, attacks=("pgd-bpda",), scale=scale)
+    out["bpda"] = next(100 * r["accuracy"] for r in recs if r["defence"] == "TPAP" and r["attack"] == "pgd-bpda")
+    return out
