@@ -43,6 +43,10 @@ def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 90
         except pm.PapermillExecutionError as err:
             print(f"FAILED {nb.name}: {err.ename}: {err.evalue}\n(executed copy: {out / nb.name})", file=sys.stderr)
             raise SystemExit(1) from None
+        except Exception as err:  # e.g. a cell past --cell-timeout, or a dead kernel
+            print(f"FAILED {nb.name}: {type(err).__name__}: {err} (per-cell limit {cell_timeout} s; "
+                  f"executed copy: {out / nb.name})", file=sys.stderr)
+            raise SystemExit(1) from None
         times.append((nb.name, time.perf_counter() - t0))
         print(f"[{profile}] {nb.name} done in {times[-1][1]:.1f} s", flush=True)
     total = sum(t for _, t in times)

@@ -1,0 +1,108 @@
+"""Tab. 5 helpers: FLOP counts checked by hand and by structure; timings are only checked to exist."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import tpap_nb as tp
+from tpap_nb import cost
+from tpap_nb.data import batches
+from tpap_nb.paper import TABLE5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and avoids OpenMP spinning on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_linear_layer_matches_hand_count():
+    lin = nn.Linear(7, 5)
+    x = torch.rand(3, 7)
+    assert cost.count_flops(lambda: lin(x)) == 2 * 7 * 5 * 3
+    # forward + backward for the input and the weight: 3 matrix products of the same size
+    xg = x.clone().requires_grad_(True)
+    assert cost.count_flops(lambda: lin(xg).sum().backward()) == 3 * 2 * 7 * 5 * 3
+    assert cost.param_count(lin) == 7 * 5 + 5
+
+
+def test_counter_handles_autograd_grad_on_a_leaf_and_agrees_with_flopcountermode():
+    """pytorch/pytorch#131753: the stock counter raises here; ours counts the same FLOPs as .backward()."""
+    model = tp.build_model("small_cnn", 10, 1, width=4).eval()
+    x = torch.rand(5, 1, 8, 8)
+
+    def with_grad():
+        xi = x.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(model(xi), torch.zeros(5, dtype=torch.long)), xi)
+
+    def with_backward():
+        xi = x.clone().requires_grad_(True)
+        F.cross_entropy(model(xi), torch.zeros(5, dtype=torch.long)).backward(inputs=[xi])
+
+    ours = cost.count_flops(with_grad)
+    with FlopCounterMode(display=False) as stock:
+        with_backward()
+    assert ours == stock.get_total_flops() > 0
+
+
+@pytest.mark.parametrize("arch,shape", [("small_cnn", (1, 8, 8)), ("resnet18", (3, 32, 32))])
+def test_tpap_test_flops_are_about_three_forwards(arch, shape):
+    torch.manual_seed(0)
+    model = tp.build_model(arch, 10, shape[0], width=8).eval()
+    x = torch.rand(4, *shape)
+    plain = cost.test_flops_per_batch(model, x)
+    tpap = cost.test_flops_per_batch(model, x, xi=0.1)
+    assert 2.5 <= tpap / plain <= 4.5
+    assert plain == cost.count_flops(lambda: model(x))
+
+
+def test_fgsm_training_is_cheaper_than_pgd_by_the_hand_count():
+    """Forward = 1 unit; an attack step = forward + input backward = 2; the update = forward + backward = 3."""
+    torch.manual_seed(0)
+    model = tp.build_model("small_cnn", 10, 1, width=8)
+    cfg = tp.get_profile("smoke")
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    fgsm = cost.train_flops_per_batch(model, x, y, cfg, "fgsm")
+    pgd = cost.train_flops_per_batch(model, x, y, cfg, "pgd")
+    assert fgsm < pgd
+    steps = cfg["pgd_steps"]
+    assert fgsm / pgd == pytest.approx((2 + 3) / (2 * steps + 3), abs=0.02)
+
+
+def test_measure_cost_extrapolates_and_leaves_the_model_alone(digits):
+    cfg = tp.get_profile("smoke", width=4)
+    torch.manual_seed(0)
+    model = tp.build_model("small_cnn", 10, 1, width=4).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recs = cost.measure_cost(model, digits, cfg, n_batches=2, warmup=1)
+    assert [r["method"] for r in recs] == ["PGD-AT", "TPAP"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+    table = {r["method"]: r for r in recs}
+    x, y = next(iter(batches(digits, cfg["batch_size"], shuffle=False, augment=False)))
+    per_batch = cost.train_flops_per_batch(model, x, y, cfg, "pgd")
+    expected = per_batch * len(digits.y_train) / cfg["batch_size"] / 1e12
+    assert table["PGD-AT"]["train_tflops_per_epoch"] == pytest.approx(expected)
+    for r in recs:
+        assert all(math.isfinite(r[c]) and r[c] > 0 for c in cost.COLUMNS)
+        assert len(r["train_s_per_batch"]) == 2
+    ratios = cost.cost_ratios(table)
+    assert 2.5 <= ratios["test FLOPs, TPAP / plain"] <= 4.5
+    assert ratios["train FLOPs, FGSM-AT / PGD-AT"] < 1
+
+
+def test_paper_table5_is_k_forward_passes():
+    """DeepSpeed's count: every backward = 2 forwards, so PGD-10 = 10 x 3 + 3 = 33, FGSM = 6, TPAP test = 4."""
+    eq = cost.forward_equivalents(TABLE5, train_per_test=50000 / 10000)
+    assert eq["PGD-AT training"] == pytest.approx(33, rel=0.01)
+    assert eq["FGSM-AT training"] == pytest.approx(6, rel=0.01)
+    assert eq["TPAP test"] == pytest.approx(4, rel=0.01)
+
+
+def test_recorded_train_seconds_is_none_without_a_checkpoint():
+    assert cost.recorded_train_seconds(tp.get_profile("smoke"), "pgd") is None

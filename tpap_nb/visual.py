@@ -1,0 +1,510 @@
+"""Fig. 6 (Grad-CAM attention maps) and Fig. 7 (t-SNE of penultimate features), with numbers that measure them.
+
+Grad-CAM (Selvaraju et al. 2017) comes from pytorch-grad-cam; `gradcam_maps` wraps it so that it
+leaves the model as it found it (mode, weight gradients, no hooks). The measures turn what the
+paper reads off its figures into numbers: how much of a map's mass lies on the object, on its
+outline or its interior, how similar two maps are, and how well classes separate in feature
+space (k-NN accuracy) and in the t-SNE plane (silhouette).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .attacks.base import fgsm, pgd
+from .checks import check_images
+from .evaluate import pgd20_step
+
+# ----------------------------------------------------------------------------- Grad-CAM (Fig. 6)
+
+
+def find_layer(model: nn.Module, name: str | None = None) -> nn.Module:
+    """The Grad-CAM target layer: `model.cam_layer`, or the submodule with dotted name `name` (e.g. 'body.3')."""
+    if not name:
+        if not hasattr(model, "cam_layer"):
+            raise AttributeError(f"{type(model).__name__} has no cam_layer; pass the layer's dotted name instead.")
+        return model.cam_layer
+    modules = dict(model.named_modules())
+    if name not in modules:
+        convs = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Sequential)) and n]
+        raise ValueError(f"The model has no submodule {name!r}; some candidates: {convs[:12]}.")
+    return modules[name]
+
+
+@torch.no_grad()
+def predict_with_confidence(model: nn.Module, x: torch.Tensor, batch_size: int = 512):
+    """(y_pred, softmax confidence of y_pred) in eval mode; the model's mode is restored."""
+    was = model.training
+    model.eval()
+    try:
+        probs = torch.cat([model(x[i:i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+    conf, y_pred = probs.max(1)
+    return y_pred, conf
+
+
+def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None = None,
+                 layer: nn.Module | None = None, batch_size: int = 128) -> dict:
+    """Grad-CAM maps of `x` for class `targets` (default: the predicted class), at the image's size, in [0, 1].
+
+    Returns {'cam': float32 array (N, H, W), 'y_pred', 'conf', 'layer_hw'}: `layer_hw` is the
+    resolution of the target layer (default `model.cam_layer`) before pytorch-grad-cam's bilinear
+    upsampling to H x W; each map is min-max scaled to [0, 1] per image (the library's convention).
+    The model keeps its mode, its weights' .grad and its hook lists; the weights get no gradient.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    check_images(x)
+    layer = layer if layer is not None else find_layer(model)
+    y_pred, conf = predict_with_confidence(model, x)
+    targets = y_pred if targets is None else targets.to(x.device)
+    was_training = model.training
+    params = list(model.parameters())
+    saved = [(p.requires_grad, p.grad) for p in params]
+    cams, layer_hw = [], None
+    try:
+        for p in params:  # weights get no gradient: the input carries it to the target layer instead
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
+                tb = targets[i:i + batch_size]
+                result = None
+                # As a context manager, GradCAM removes its forward hooks on exit. Its __exit__
+                # also swallows IndexError (prints it and returns True), hence the check below.
+                with GradCAM(model=model, target_layers=[layer]) as cam:
+                    result = cam(input_tensor=xb, targets=[ClassifierOutputTarget(int(c)) for c in tb])
+                    layer_hw = tuple(cam.activations_and_grads.activations[0].shape[-2:])
+                    cam.outputs = None  # drop the retained graph now
+                if result is None:
+                    raise RuntimeError("pytorch-grad-cam failed inside its context manager (see the message above).")
+                cams.append(np.asarray(result, dtype=np.float32))
+    finally:
+        for p, (req, grad) in zip(params, saved):
+            p.requires_grad_(req)
+            p.grad = grad
+        model.train(was_training)
+    cam = np.concatenate(cams) if cams else np.zeros((0, *x.shape[-2:]), np.float32)
+    return {"cam": cam, "y_pred": y_pred.cpu(), "conf": conf.cpu(), "layer_hw": layer_hw}
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Forward, pre-forward and backward hooks registered on any submodule (0 for a clean model)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def pick_examples(y: torch.Tensor, classes: str | Sequence, class_names: Sequence[str], per_class: int) -> list[int]:
+    """Indices of the first `per_class` examples of each class in `classes` (names or indices, comma-separated)."""
+    if isinstance(classes, str):
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    names = [str(c) for c in class_names]
+    picked = []
+    for c in classes:
+        if str(c) in names:
+            k = names.index(str(c))
+        elif str(c).isdigit() and int(c) < len(names):
+            k = int(c)
+        else:
+            raise ValueError(f"Unknown class {c!r}; this data set has classes {names}.")
+        idx = (y.cpu() == k).nonzero().flatten()[:per_class].tolist()
+        if not idx:
+            raise ValueError(f"No test example of class {names[k]!r} in the first {len(y)} test images.")
+        picked += idx
+    return picked
+
+
+def object_mask(x: torch.Tensor, threshold: float = 0.25) -> np.ndarray:
+    """Pixels that differ from the image's border colour (median of its edge pixels) by more than `threshold`.
+
+    On digits this is the ink; on natural images it is a crude foreground proxy only.
+    """
+    check_images(x)
+    x = x.detach().cpu()
+    edge = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)  # (N, C, border)
+    bg = edge.median(dim=2).values[:, :, None, None]
+    return ((x - bg).abs().amax(1) > threshold).numpy()
+
+
+def outline_interior(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split an object mask (N, H, W) into its outline (object pixels with a 4-neighbour outside) and interior."""
+    pad = np.pad(mask, ((0, 0), (1, 1), (1, 1)), constant_values=False)
+    inner = mask & pad[:, :-2, 1:-1] & pad[:, 2:, 1:-1] & pad[:, 1:-1, :-2] & pad[:, 1:-1, 2:]
+    return mask & ~inner, inner
+
+
+def cam_mass(cam: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Fraction of each map's total mass inside `region` (NaN for an all-zero map)."""
+    total = cam.reshape(len(cam), -1).sum(1)
+    inside = (cam * region).reshape(len(cam), -1).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
+
+
+def cam_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation, per image, between two stacks of maps (N, H, W); NaN where a map is constant."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), np.nan)
+
+
+def attention_records(cams: dict[str, np.ndarray], preds: dict[str, torch.Tensor], y: torch.Tensor,
+                      mask: np.ndarray, reference: str, model_name: str) -> list[dict]:
+    """Per-example tidy records for Fig. 6: correct, mass and area of object/outline/interior, correlation.
+
+    The correlation is with the map of input `reference` of the same example (e.g. 'x_c').
+    """
+    outline, inner = outline_interior(mask)
+    y = y.cpu().numpy()
+    area = {r: m.reshape(len(m), -1).mean(1) for r, m in (("object", mask), ("outline", outline),
+                                                          ("interior", inner))}
+    rows = []
+    for col, cam in cams.items():
+        mass = {r: cam_mass(cam, m) for r, m in (("object", mask), ("outline", outline), ("interior", inner))}
+        corr = cam_correlation(cam, cams[reference])
+        correct = preds[col].cpu().numpy() == y
+        empty = cam.reshape(len(cam), -1).max(1) <= 0
+        for i in range(len(y)):
+            rows.append({"model": model_name, "input": col, "index": i, "correct": bool(correct[i]),
+                         "empty": bool(empty[i]), "corr_with_" + reference: float(corr[i])}
+                        | {f"{r}_mass": float(mass[r][i]) for r in mass}
+                        | {f"{r}_area": float(area[r][i]) for r in area})
+    return rows
+
+
+def plot_cam_grid(images: dict[str, torch.Tensor], cams: dict[str, np.ndarray], titles: dict | None = None,
+                  row_labels: Sequence[str] | None = None, alpha: float = 0.55, size: float = 1.9,
+                  contour: float | None = 0.5):
+    """One row per example, one column per input: the image with its Grad-CAM map over it (jet).
+
+    Grey images also get a white contour at pixel value `contour`, so the object stays visible.
+    """
+    names = list(images)
+    n = len(images[names[0]])
+    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n + 0.4), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(n):
+            ax = axes[i, j]
+            img = images[name][i].detach().cpu().permute(1, 2, 0).numpy()
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.imshow(cams[name][i], cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+            if img.shape[-1] == 1 and contour is not None:  # grey images: the object's outline in white
+                ax.contour(img[..., 0], levels=[contour], colors="white", linewidths=0.9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title((titles or {}).get((name, i), name), fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8)
+    return fig
+
+
+FIG6_COLUMNS = ("x_c", "x_pgd20", "x_c.pur", "x_pgd20.pur")
+
+
+def fig6_attention(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, xi: float,
+                   steps: int = 20, layer: nn.Module | None = None, seed: int = 0) -> dict:
+    """Fig. 6 for one model: x_c, its PGD-`steps` version, both purified (Eq. 7-8), and their Grad-CAM maps.
+
+    The attack is crafted on the bare model (the paper's protocol); each map explains the class
+    the model predicts for that input. Returns {'inputs', 'cam', 'y_pred', 'conf'} keyed by
+    FIG6_COLUMNS, and 'layer_hw'.
+    """
+    from .purify import purify
+
+    gen = torch.Generator().manual_seed(seed)
+    x_pgd = pgd(model, x, y, eps, alpha, steps, True, generator=gen)
+    inputs = {"x_c": x, "x_pgd20": x_pgd, "x_c.pur": purify(model, x, xi), "x_pgd20.pur": purify(model, x_pgd, xi)}
+    out = {"inputs": inputs, "cam": {}, "y_pred": {}, "conf": {}, "layer_hw": None}
+    for name, xin in inputs.items():
+        maps = gradcam_maps(model, xin, layer=layer)
+        out["cam"][name], out["y_pred"][name], out["conf"][name] = maps["cam"], maps["y_pred"], maps["conf"]
+        out["layer_hw"] = maps["layer_hw"]
+    return out
+
+
+def fig6_summary(records) -> pd.DataFrame:
+    """Mean of each attention measure per (model, input); 'enrich' = mass share / area share (1 = chance)."""
+    df = pd.DataFrame(records)
+    g = df.groupby(["model", "input"], sort=False)
+    out = g.agg(accuracy=("correct", "mean"), empty_maps=("empty", "mean"), corr_with_x_c=("corr_with_x_c", "mean"),
+                object_mass=("object_mass", "mean"), object_area=("object_area", "mean"),
+                outline_mass=("outline_mass", "mean"), outline_area=("outline_area", "mean"),
+                interior_mass=("interior_mass", "mean"), interior_area=("interior_area", "mean"))
+    for r in ("object", "outline", "interior"):
+        out[f"{r}_enrich"] = out[f"{r}_mass"] / out[f"{r}_area"]
+    return out
+
+
+def paired_verdict(diff, min_effect: float = 0.0, z: float = 2.0) -> tuple[str, str]:
+    """Verdict on 'the claimed quantity is larger' from per-example differences: mean beyond z standard errors.
+
+    Returns (verdict, 'mean +- z*SE (n)'), verdict one of 'agrees', 'opposite', 'no clear difference',
+    or 'real but small' when the mean is beyond z SE yet below `min_effect` in size.
+    """
+    d = np.asarray(diff, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return "cannot tell: too few examples", f"n = {len(d)}"
+    mean, half = d.mean(), z * d.std(ddof=1) / np.sqrt(len(d))
+    if abs(mean) <= half:
+        verdict = "no clear difference"
+    elif abs(mean) < min_effect:
+        verdict = f"real but small (< {min_effect:g})"
+    else:
+        verdict = "agrees" if mean > 0 else "opposite"
+    return verdict, f"{mean:+.3f} ± {half:.3f} (n = {len(d)})"
+
+
+def fig6_claims(records, model: str = "TPAP", baseline: str = "PGD-AT",
+                min_interior_area: float = 0.05) -> pd.DataFrame:
+    """Sec. 4.5's reading of Fig. 6, claim by claim: a per-example difference that tests it, and a verdict.
+
+    A claim 'agrees' when the mean difference exceeds two standard errors (`paired_verdict`) and
+    `min_effect` (0.05: five points of correlation or of mass share, 0.1 of enrichment), 'opposite'
+    when it is that far below zero; a significant but smaller mean is 'real but small'.
+    """
+    df = pd.DataFrame(records)
+    wide = df.pivot_table(index=["model", "index"], columns="input", values="corr_with_x_c")
+    t = wide.loc[model]
+    adv = df[(df.model == model) & (df.input == "x_pgd20")]
+    correct = df[(df.model == model) & df.correct & df.input.isin(["x_c", "x_c.pur", "x_pgd20.pur"])]
+    has_inner = correct[correct.interior_area >= min_interior_area]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        outline_vs_inner = (has_inner.outline_mass / has_inner.outline_area
+                            - has_inner.interior_mass / has_inner.interior_area)
+    tests = [
+        ("PGD-20 examples (b) have biased attention compared with (c), (d)", "Sec. 4.5",
+         "correlation with the x_c map: mean of x_c.pur and x_pgd20.pur, minus x_pgd20",
+         (t["x_c.pur"] + t["x_pgd20.pur"]) / 2 - t["x_pgd20"], 0.05),
+        ("... although their attention can still focus on the target object", "Sec. 4.5",
+         "x_pgd20: share of map mass on the object minus the object's share of the image",
+         adv.object_mass - adv.object_area, 0.05),
+        ("correctly classified examples: attention on the target object", "Sec. 4.5",
+         "the same, on correctly classified x_c, x_c.pur, x_pgd20.pur", correct.object_mass - correct.object_area,
+         0.05),
+        ("... on its global outline rather than its interior", "Sec. 4.5",
+         f"mass / area on the outline minus on the interior (objects with >= {100 * min_interior_area:.0f}% interior)",
+         outline_vs_inner, 0.1),
+        ("purification moves the PGD-20 map back towards the clean one", "added here",
+         "correlation with the x_c map: x_pgd20.pur minus x_pgd20", t["x_pgd20.pur"] - t["x_pgd20"], 0.05),
+    ]
+    if baseline in wide.index.get_level_values(0):
+        b = wide.loc[baseline]
+        tests.append((f"{baseline}'s attention is less biased by PGD-20 than {model}'s", "added here",
+                      f"correlation of x_pgd20's map with x_c's: {baseline} minus {model}",
+                      b["x_pgd20"] - t["x_pgd20"], 0.05))
+    rows = []
+    for claim, source, measure, diff, min_effect in tests:
+        verdict, value = paired_verdict(diff, min_effect)
+        rows.append({"claim": claim, "source": source, "measured as": measure, "ours: mean ± 2 SE": value,
+                     "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def plot_fig6(res: dict, idx: Sequence[int], class_names: Sequence[str], y_true: torch.Tensor, title: str = ""):
+    """Fig. 6's grid for examples `idx`: columns x_c, x_pgd20, x_c.pur, x_pgd20.pur; prediction and confidence above."""
+    idx = list(idx)
+    images = {c: res["inputs"][c][idx] for c in FIG6_COLUMNS}
+    cams = {c: res["cam"][c][idx] for c in FIG6_COLUMNS}
+    titles = {}
+    for c in FIG6_COLUMNS:
+        for i, k in enumerate(idx):
+            pred = class_names[int(res["y_pred"][c][k])]
+            head = f"{c}\n" if i == 0 else ""
+            titles[(c, i)] = f"{head}pred {pred} ({100 * float(res['conf'][c][k]):.0f}%)"
+    rows = [f"true {class_names[int(y_true[k])]}" for k in idx]
+    fig = plot_cam_grid(images, cams, titles, rows)
+    if title:
+        fig.suptitle(title, y=1.0)
+    return fig
+
+
+# ----------------------------------------------------------------------------- features and t-SNE (Fig. 7)
+
+FALLBACK = "pgd20_2eps"  # stands in for registry attacks when tpap_nb.attacks.registry cannot be imported
+
+
+def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dict[str, Callable | None]:
+    """The attacks of Fig. 7 against `model` at the profile's eps: name -> attack(x, y) (None for clean).
+
+    'fgsm' and 'pgd20' are the kit's own (PGD-20 step `pgd20_step(cfg)`), 'pgd20_2eps' is PGD-20 at
+    twice the radius; other names go to the registry (`build_attack`) with eps, alpha moved to the
+    profile's radius and iteration counts times cfg['attack_scale']. When the registry cannot be
+    imported they are replaced by 'pgd20_2eps', with a warning.
+    """
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    eps, step, scale = cfg["eps"], pgd20_step(cfg), cfg.get("attack_scale", 1.0)
+    steps20 = max(1, round(20 * scale))
+    own = {"clean": None,
+           "fgsm": lambda x, y: fgsm(model, x, y, eps),
+           "pgd20": lambda x, y: pgd(model, x, y, eps, step, steps20, True),
+           FALLBACK: lambda x, y: pgd(model, x, y, 2 * eps, 2 * step, steps20, True)}
+    out = {}
+    for name in names:
+        if name in own:
+            out[name] = own[name]
+            continue
+        try:
+            from .attacks import attack_settings, build_attack
+        except ImportError as err:
+            warnings.warn(f"The attack registry does not import ({err}); {name!r} is replaced by {FALLBACK!r}.",
+                          stacklevel=2)
+            out[FALLBACK] = own[FALLBACK]
+            continue
+        defaults = attack_settings(name)
+        settings = {"scale": scale}
+        if "eps" in defaults:
+            settings["eps"] = eps
+        if "alpha" in defaults:
+            settings["alpha"] = step
+        out[name] = build_attack(name, model, **settings)
+    return out
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """Penultimate-layer features `model.features(x)` (Fig. 7), in eval mode, as a float64 array."""
+    check_images(x)
+    was = model.training
+    model.eval()
+    try:
+        feats = torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+    return feats.cpu().double().numpy()
+
+
+def tsne_embed(features: np.ndarray, seed: int = 0, perplexity: float = 30.0, init: str = "pca",
+               threads: int | None = 1) -> np.ndarray:
+    """2-D t-SNE (van der Maaten & Hinton 2008), random_state = `seed`; perplexity capped below N / 3.
+
+    `threads` caps the OpenMP threads of scikit-learn's Barnes-Hut step (None: the library's
+    default). One thread keeps the sums in a fixed order, and on a busy machine spinning OpenMP
+    threads made an 80-point t-SNE take 40 s instead of 2 s.
+    """
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    n = len(features)
+    if n < 5:
+        raise ValueError(f"t-SNE needs at least 5 points, got {n}.")
+    perp = float(min(perplexity, (n - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perp, init=init, learning_rate="auto", random_state=seed)
+    with threadpool_limits(limits=threads):
+        emb = tsne.fit_transform(np.asarray(features, dtype=np.float64))
+    return emb.astype(np.float32)
+
+
+def separation_scores(features: np.ndarray, labels, embedding: np.ndarray | None = None, k: int = 5,
+                      folds: int = 5, seed: int = 0) -> dict:
+    """Cluster quality by true class: k-NN accuracy in feature space (stratified k-fold CV) and silhouettes.
+
+    'knn_acc' is in [0, 1]; 'silhouette_2d' (t-SNE plane, when `embedding` is given) and
+    'silhouette_feat' (feature space) are in [-1, 1]; higher is better separated.
+    """
+    from sklearn.metrics import silhouette_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    counts = np.bincount(labels)
+    n_splits = int(min(folds, counts[counts > 0].min()))
+    out = {"n": len(labels)}
+    if n_splits >= 2 and len(np.unique(labels)) > 1:
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        knn = KNeighborsClassifier(n_neighbors=min(k, len(labels) - len(labels) // n_splits - 1))
+        out["knn_acc"] = float(cross_val_score(knn, features, labels, cv=cv).mean())
+        out["silhouette_feat"] = float(silhouette_score(features, labels))
+        if embedding is not None:
+            out["silhouette_2d"] = float(silhouette_score(embedding, labels))
+    else:
+        out |= {"knn_acc": float("nan"), "silhouette_feat": float("nan"), "silhouette_2d": float("nan")}
+    return out
+
+
+def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Sequence[str], cfg: dict,
+                seed: int = 0, perplexity: float = 30.0, k: int = 5, progress: bool = True) -> tuple[dict, list[dict]]:
+    """Fig. 7: per row and attack, penultimate features, their t-SNE and separation scores.
+
+    `rows` maps a row name to (model, xi): xi None embeds the features of the attacked inputs
+    (a baseline such as PGD-AT), a number embeds those of the purified inputs (TPAP, Eq. 7-8).
+    Attacks are crafted on the bare model of their row (`fig7_attacks`). Returns the panels for
+    `plot_tsne_grid` and one tidy record per panel.
+    """
+    from tqdm.auto import tqdm
+
+    from .purify import purify
+
+    panels, records = {}, []
+    for row, (model, xi) in rows.items():
+        built = fig7_attacks(model, attacks, cfg)
+        for name, attack in tqdm(built.items(), desc=row, disable=not progress):
+            torch.manual_seed(seed)  # random starts, TI-DIM's input diversity
+            x_in = x if attack is None else attack(x, y)
+            if xi is not None:
+                x_in = purify(model, x_in, xi)
+            feats = extract_features(model, x_in)
+            y_pred, _ = predict_with_confidence(model, x_in)
+            emb = tsne_embed(feats, seed=seed, perplexity=perplexity)
+            scores = separation_scores(feats, y, emb, k=k, seed=seed)
+            panels[(row, name)] = {"emb": emb, "labels": y.cpu().numpy(), "scores": scores}
+            records.append({"row": row, "attack": name, "accuracy": float((y_pred == y.cpu()).float().mean())}
+                           | scores)
+    return panels, records
+
+
+def fig7_claims(records, model: str = "TPAP", baseline: str = "PGD-AT") -> pd.DataFrame:
+    """Per attack: does `model` cluster better than `baseline` (k-NN accuracy, silhouette in the t-SNE plane)?"""
+    df = pd.DataFrame(records).set_index(["row", "attack"])
+    out = []
+    for attack in df.loc[model].index:
+        t, b = df.loc[(model, attack)], df.loc[(baseline, attack)]
+        out.append({"attack": attack,
+                    f"kNN acc {baseline}": b.knn_acc, f"kNN acc {model}": t.knn_acc,
+                    f"silhouette {baseline}": b.silhouette_2d, f"silhouette {model}": t.silhouette_2d,
+                    f"{model} clusters better (kNN)": bool(t.knn_acc > b.knn_acc),
+                    f"{model} clusters better (silhouette)": bool(t.silhouette_2d > b.silhouette_2d)})
+    return pd.DataFrame(out).set_index("attack")
+
+
+def plot_tsne_grid(panels: dict, class_names: Sequence[str], rows: Sequence[str], cols: Sequence[str],
+                   size: float = 2.8, point_size: float = 6.0):
+    """Fig. 7: panels[(row, col)] = {'emb', 'labels', 'scores'}; coloured by true class, scores in each corner."""
+    import seaborn as sns
+
+    colors = sns.color_palette("tab10" if len(class_names) <= 10 else "husl", len(class_names))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(size * len(cols), size * len(rows) + 0.6),
+                             squeeze=False)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            p = panels[(r, c)]
+            lab = np.asarray(p["labels"])
+            ax.scatter(p["emb"][:, 0], p["emb"][:, 1], c=[colors[v] for v in lab], s=point_size, linewidths=0)
+            s = p["scores"]
+            ax.set_xlabel(f"kNN {100 * s['knn_acc']:.0f}%   silhouette {s.get('silhouette_2d', float('nan')):.2f}",
+                          fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(c, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(r, fontsize=9)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colors[k], label=str(n)) for k, n in enumerate(class_names)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(class_names), 10), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    return fig
