@@ -5,6 +5,15 @@ import torch
 import tpap_nb as tp
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Test tensors are tiny: one thread is fastest, and avoids OpenMP spinning on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_paths(tmp_path, monkeypatch):
     """No test writes into the repository's runs/, data/ or figures/."""

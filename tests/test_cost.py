@@ -13,15 +13,6 @@ from tpap_nb.data import batches
 from tpap_nb.paper import TABLE5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP spinning on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_linear_layer_matches_hand_count():
     lin = nn.Linear(7, 5)
     x = torch.rand(3, 7)

@@ -238,3 +238,39 @@ def test_get_or_train_reuses_the_checkpoint(digits):
     assert h1 == h2
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_paper_profile_uses_the_papers_per_dataset_settings():
+    assert tp.get_profile("paper")["batch_size"] == 128
+    assert tp.get_profile("paper", dataset="tiny-imagenet")["batch_size"] == 64
+    assert tp.get_profile("paper", model="wrn34_10", dataset="tiny-imagenet")["batch_size"] == 32
+    assert tp.get_profile("paper", model="wrn34_10")["batch_size"] == 64
+    assert tp.get_profile("paper", dataset="cifar100")["eps"] == pytest.approx(12 / 255)
+    assert tp.get_profile("paper", dataset="cifar100", eps=8 / 255, batch_size=100)["batch_size"] == 100
+
+
+def test_trades_and_mart_losses_follow_their_formulas():
+    model = fresh_cnn(4)
+    model.train()
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    base = {**T.DEFAULTS, "eps": 0.1, "pgd_alpha": 0.03, "pgd_steps": 3}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # TRADES with beta = 0 is plain cross-entropy on the clean batch (the clean half of the joint forward)
+    torch.manual_seed(0)
+    loss0 = T.training_loss(model, x, y, base | {"recipe": "trades", "beta": 0.0})
+    model.load_state_dict(state)
+    torch.manual_seed(0)
+    model.eval()
+    x_adv = T._trades_adv(model, x, 0.1, 0.03, 3)
+    model.train()
+    joint = model(torch.cat([x, x_adv]))[:8]
+    assert torch.allclose(loss0, F.cross_entropy(joint, y), atol=1e-5)
+    for recipe in ("trades", "mart", "fgsm_trades", "fgsm_mart", "fgsm_multi", "pgd"):
+        model.load_state_dict(state)
+        loss = T.training_loss(model, x, y, base | {"recipe": recipe})
+        assert torch.isfinite(loss) and loss.requires_grad and model.training
+    model.load_state_dict(state)
+    assert T.training_loss(model, x, y, base | {"recipe": "mart", "beta": 6.0}) > \
+        T.training_loss(model, x, y, base | {"recipe": "mart", "beta": 0.0}) - 1e-6
+    with pytest.raises(ValueError, match="Unknown training recipe"):
+        T.training_loss(model, x, y, base | {"recipe": "fgsm_rs"})

@@ -8,15 +8,6 @@ import tpap_nb as tp
 from tpap_nb import visual
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP spinning on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class MeanModel(nn.Module):
     """logit_0 = mean of a 1x1-conv copy of the image (pooled 2x2 when `pool`), logit_1 = minus that.
 

@@ -41,7 +41,14 @@ def device_name(device=None) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, **numbers) -> dict:
+class Saved(dict):
+    """The provenance record of a saved figure; shows as one line in a notebook."""
+
+    def __repr__(self) -> str:
+        return f"saved figures/{self['figure']} (profile {self['profile']}, {self['device']}, commit {self['commit']})"
+
+
+def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, **numbers) -> Saved:
     """Save `fig` as figures/<name>.png (and .pdf) with <name>.json: profile, device, commit, date, numbers."""
     out = figures_root()
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +61,7 @@ def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, **nu
             "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
             "numbers": numbers}
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1, default=str))
-    return meta
+    return Saved(meta)
 
 
 def plot_history(history: list[dict], title: str = ""):
