@@ -1,6 +1,7 @@
 """FGSM-RO training (Algorithm 1, training phase), the baselines' losses, history and checkpoints."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,10 @@ RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades"
 # Settings that define a training run: a checkpoint is only resumed or reused when all match.
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
-DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None)
+DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
+                amp=None, channels_last=False)
+# The fast path (meant for CUDA): bf16 autocast and channels_last. Part of a run's name only when set.
+FAST_KEYS = ("amp", "channels_last")
 
 
 class CheckpointError(RuntimeError):
@@ -181,7 +185,8 @@ def load_model(path: str | Path, dataset: str | None = None, model: str | None =
 
 def run_name(cfg: dict) -> str:
     """A checkpoint named by what made it: dataset, model, recipe, eps, profile + settings hash."""
-    key = json.dumps({k: cfg.get(k) for k in RUN_KEYS}, sort_keys=True, default=str)
+    spec = {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg[k] for k in FAST_KEYS if cfg.get(k)}
+    key = json.dumps(spec, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     ds = cfg["dataset"].replace(":", "_").replace("/", "_")
     return f"{ds}-{cfg['model']}-{cfg['recipe']}-eps{cfg['eps'] * 255:.0f}-{cfg.get('profile', 'custom')}-{digest}"
@@ -202,14 +207,21 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
     """
     cfg = {**DEFAULTS, **cfg}
     device = next(model.parameters()).device
+    if cfg["amp"] not in (None, "bf16"):
+        raise ValueError(f"amp={cfg['amp']!r}: use None (float32) or 'bf16'.")
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["amp"] == "bf16"
+                else contextlib.nullcontext())
+    if cfg["channels_last"]:
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                          weight_decay=cfg["weight_decay"])
+                          weight_decay=cfg["weight_decay"], fused=True if device.type == "cuda" else None)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
     gen = torch.Generator().manual_seed(cfg["seed"])
     meta = {k: cfg.get(k) for k in RUN_KEYS} | {
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__),
         "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
-        "profile": cfg.get("profile"), "xi": cfg["xi"], "versions": _versions()}
+        "profile": cfg.get("profile"), "xi": cfg["xi"], "versions": _versions(),
+        "fast_path": {k: cfg[k] for k in FAST_KEYS}}
     meta = json.loads(json.dumps(meta, default=str))  # plain types only: loadable with weights_only=True
     history: list[dict] = []
     if ckpt is not None and Path(ckpt).exists():
@@ -231,17 +243,20 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
                initial=start, total=cfg["epochs"])
     for epoch in bar:
         model.train()
-        t0, seen, correct_loss = time.perf_counter(), 0, 0.0
+        t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
         for x, y in batches(data, cfg["batch_size"], generator=gen):
-            loss = training_loss(model, x, y, cfg)
+            if cfg["channels_last"]:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss = training_loss(model, x, y, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             seen += len(y)
-            correct_loss += loss.item() * len(y)
+            loss_sum += loss.detach().float() * len(y)  # no host sync per step
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": correct_loss / max(seen, 1),
+        rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": loss_sum.item() / max(seen, 1),
                "train_seconds": time.perf_counter() - t0}
         sched.step()
         if cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]):
