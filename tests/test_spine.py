@@ -274,3 +274,17 @@ def test_trades_and_mart_losses_follow_their_formulas():
         T.training_loss(model, x, y, base | {"recipe": "mart", "beta": 0.0}) - 1e-6
     with pytest.raises(ValueError, match="Unknown training recipe"):
         T.training_loss(model, x, y, base | {"recipe": "fgsm_rs"})
+
+
+def test_fast_path_bf16_channels_last_trains_and_is_named(digits):
+    small = digits.subset(n_train=128)
+    cfg = _cfg(epochs=1, eval_every=1) | {"amp": "bf16", "channels_last": True}
+    tp.set_seed(0)
+    model = tp.build_model("small_cnn", 10, 1, width=8)
+    hist = tp.fit(model, small, cfg, progress=False)
+    assert np.isfinite(hist[-1]["loss"]) and 0 <= hist[-1]["test_clean"] <= 1
+    plain = _cfg(epochs=1) | {"recipe": "fgsm"}
+    assert T.run_name(plain) != T.run_name(plain | {"amp": "bf16"})
+    assert T.run_name(plain) == T.run_name(plain | {"amp": None, "channels_last": False})
+    with pytest.raises(ValueError, match="amp="):
+        tp.fit(model, small, cfg | {"amp": "fp8"}, progress=False)
