@@ -208,3 +208,11 @@ def test_clear_errors(tiny):
         DefendedClassifier(model, XI, grad="sign")
     with pytest.raises(ValueError, match="Unknown attack"):
         evaluate_adaptive(model, x, y, XI, EPS, attacks=["pgd"])
+
+
+def test_attacks_leave_the_callers_model_mode_alone():
+    """torchattacks restores .train() on what it attacked; the wrapper must not pass that to the model."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(256, 10)).eval()
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    evaluate_adaptive(model, x, y, 0.1, 0.1, attacks=("apgd-ce", "square"), scale=0.02)
+    assert not model.training

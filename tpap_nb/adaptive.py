@@ -30,7 +30,17 @@ class BareClassifier(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.training = False
         self.reset_counts()
+
+    def train(self, mode: bool = True) -> BareClassifier:
+        """Set this wrapper's flag only: the wrapped model runs in eval mode per call and keeps its own mode.
+
+        (torchattacks calls .train() on the module it attacked when that looked like training;
+        recursing would leave the caller's model in train mode.)
+        """
+        self.training = mode
+        return self
 
     def reset_counts(self) -> None:
         self.counts = {"forward": 0, "backward": 0, "hvp": 0, "predictions": 0}
