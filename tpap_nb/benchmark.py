@@ -183,31 +183,6 @@ def fig5_sweep(cfg: dict, eps_multiples=(1.0, 1.5, 2.0), batch_sizes=(32, 64, 12
     return out
 
 
-def caltech_status() -> tuple[bool, str]:
-    """Tab. 3 needs Caltech-101 and torchvision's ImageNet ResNet-18 weights; say what is missing."""
-    from .config import data_root
-
-    missing = []
-    root = data_root()
-    if not (root / "caltech101" / "101_ObjectCategories").exists():
-        try:
-            import torchvision
-
-            torchvision.datasets.Caltech101(str(root), download=True)
-        except Exception as err:  # offline: URLError / RuntimeError
-            missing.append(f"Caltech-101 under {root / 'caltech101'} ({type(err).__name__})")
-    try:
-        import torchvision
-
-        torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
-    except Exception as err:
-        missing.append(f"torchvision's ImageNet ResNet-18 weights ({type(err).__name__})")
-    if missing:
-        return False, ("Tab. 3 skipped: " + "; ".join(missing) + " could not be found or downloaded. "
-                       "On a machine with internet this cell downloads both (about 130 MB + 45 MB).")
-    return True, "Caltech-101 and the ImageNet ResNet-18 weights are available."
-
-
 def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0), progress: bool = True) -> list[dict]:
     """How robust is a profile's result to the seed? FGSM-RO runs per seed, bare and TPAP at several xi/eps.
 

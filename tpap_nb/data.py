@@ -297,15 +297,20 @@ def _unavailable(name: str, root: Path, reason) -> DatasetUnavailable:
 
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
-    """Load a named data set, 'folder:PATH' (train/<class>/, test/<class>/) or 'npz:FILE'."""
+    """Load a named data set, 'caltech101[-SIZE]', 'folder:PATH' (train/<class>/, test/<class>/) or 'npz:FILE'."""
     root = Path(root) if root is not None else data_root()
     if name.startswith("folder:"):
         return _folder(Path(name[7:]).expanduser())
     if name.startswith("npz:"):
         return _npz(Path(name[4:]).expanduser())
+    if name.startswith("caltech101"):
+        from .caltech import dataset_size, load_caltech101
+
+        if dataset_size(name) is not None:
+            return load_caltech101(root, download, size=dataset_size(name))
     if name not in DATASETS:
         raise ValueError(
-            f"Unknown data set {name!r}. Known: {sorted(DATASETS)}, or 'folder:PATH' "
+            f"Unknown data set {name!r}. Known: {sorted(DATASETS)}, 'caltech101' (or 'caltech101-SIZE'), 'folder:PATH' "
             "(PATH/train/<class>/*, PATH/test/<class>/*) or 'npz:FILE.npz'."
         )
     return DATASETS[name](root, download)

@@ -5,6 +5,9 @@ Fig. 7) and `cam_layer` (the Grad-CAM target layer, Fig. 6).
 """
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -134,16 +137,96 @@ def wrn34_10(in_channels=3, num_classes=10, width=10, norm=None):
     return model
 
 
-MODELS = {"small_cnn": small_cnn, "resnet18": resnet18, "vgg16": vgg16, "wrn34_10": wrn34_10}
-DEFAULT_WIDTH = {"small_cnn": 32, "resnet18": 64, "vgg16": 64, "wrn34_10": 10}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable; the message says what to do."""
+
+
+def imagenet_resnet18_state() -> dict:
+    """torchvision's IMAGENET1K_V1 ResNet-18 weights: downloaded once into torch.hub's cache
+    (hash-checked), always loaded with weights_only=True."""
+    from torchvision.models import ResNet18_Weights
+
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True,
+                                                  weights_only=True)
+    except Exception as err:  # offline: URLError / OSError; a corrupt file: RuntimeError
+        raise WeightsUnavailable(
+            f"torchvision's ImageNet ResNet-18 weights are not at {target} and could not be downloaded "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). On a machine with "
+            f"internet, download {url} and copy it to {target} (or point TORCH_HOME at a folder whose "
+            "hub/checkpoints/ has it)."
+        ) from None
+
+
+def resnet18_imagenet(in_channels=3, num_classes=102, width=64, norm=None, pretrained=True):
+    """torchvision's ResNet-18 (ImageNet form: 7x7 stride-2 stem, max-pool) with a new linear head,
+    ImageNet weights by default and ImageNet normalisation built in (Tab. 3's ResNet-18*)."""
+    if in_channels != 3 or width != 64:
+        raise ValueError(f"resnet18_imagenet takes RGB images at width 64, got {in_channels} channels, "
+                         f"width {width}.")
+    from torchvision.models import resnet18 as tv_resnet18
+
+    net = tv_resnet18(weights=None)
+    if pretrained:
+        net.load_state_dict(imagenet_resnet18_state())
+    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3,
+                         net.layer4)
+    model = Classifier(body, 512, num_classes, norm or Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    model.cam_layer = body[-1]
+    return model
+
+
+MODELS = {"small_cnn": small_cnn, "resnet18": resnet18, "vgg16": vgg16, "wrn34_10": wrn34_10,
+          "resnet18_imagenet": resnet18_imagenet}
+DEFAULT_WIDTH = {"small_cnn": 32, "resnet18": 64, "vgg16": 64, "wrn34_10": 10, "resnet18_imagenet": 64}
+PRETRAINED = {"resnet18_imagenet"}
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3, width: int | None = None,
-                norm: tuple | None = None) -> Classifier:
-    """A model by name; `norm=(mean, std)` adds a Normalize first layer (pixels stay in [0, 1])."""
+                norm: tuple | None = None, pretrained: bool = True) -> Classifier:
+    """A model by name; `norm=(mean, std)` adds a Normalize first layer (pixels stay in [0, 1]).
+
+    `pretrained` matters only for models in PRETRAINED (False: random init, e.g. before loading a
+    checkpoint, so that no download is needed)."""
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    extra = {"pretrained": pretrained} if name in PRETRAINED else {}
     model = MODELS[name](in_channels, num_classes, width or DEFAULT_WIDTH[name],
-                         Normalize(*norm) if norm is not None else None)
+                         Normalize(*norm) if norm is not None else None, **extra)
     model.arch = name
     return model
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """An eval-mode copy for inference with every BatchNorm2d that directly follows a Conv2d folded
+    into that convolution (w' = w * g / s, b' = (b - mu) * g / s + beta, s = sqrt(var + eps)).
+
+    Same function as `model.eval()` up to float rounding, fewer passes over memory: TPAP's
+    input-gradient step no longer runs a BatchNorm backward (`python -m tpap_nb.bench` measures
+    it). The copy is a torch.fx GraphModule; `model` is left untouched, so fold again after training.
+    """
+    import torch.fx as fx
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    gm = fx.symbolic_trace(copy.deepcopy(model).eval())
+    mods = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(mods[node.target], nn.BatchNorm2d):
+            continue
+        conv = node.args[0]
+        if (isinstance(conv, fx.Node) and conv.op == "call_module" and len(conv.users) == 1
+                and isinstance(mods[conv.target], nn.Conv2d)):
+            parent, _, name = conv.target.rpartition(".")
+            setattr(gm.get_submodule(parent), name, fuse_conv_bn_eval(mods[conv.target], mods[node.target]))
+            node.replace_all_uses_with(conv)
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    gm.arch = getattr(model, "arch", type(model).__name__)
+    return gm.eval()

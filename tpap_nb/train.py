@@ -177,7 +177,7 @@ def load_model(path: str | Path, dataset: str | None = None, model: str | None =
                 f"{path} holds a {meta['model']} trained on {meta['dataset']}, but {key} {want!r} was "
                 f"expected. Pass the checkpoint made for {want!r} or train one (tpap_nb.get_or_train)."
             )
-    net = build_model(meta["model"], meta["num_classes"], meta["in_channels"], meta["width"])
+    net = build_model(meta["model"], meta["num_classes"], meta["in_channels"], meta["width"], pretrained=False)
     net.load_state_dict(state["model"])
     net.meta = meta
     return net.to(device).eval(), state["history"]
@@ -287,7 +287,9 @@ def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: D
     data = data.to(device)
     path = checkpoint_path(cfg)
     set_seed(cfg["seed"])
-    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width")).to(device)
+    # A pretrained model needs its download only when no checkpoint will replace the weights.
+    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width"),
+                        pretrained=not path.exists()).to(device)
     history = fit(model, data, cfg, ckpt=path, progress=progress)
     model.checkpoint = path
     return model, history, data
