@@ -41,7 +41,7 @@ def test_cli_writes_json_with_all_fields(tmp_path, capsys):
     _check_record(saved)
     assert saved["threads"] == 1 and torch.get_num_threads() == threads_before  # restored afterwards
     assert saved["device"] == "cpu" and saved["dtype"] == "float32" and saved["channels_last"] is False
-    assert set(saved["targets"]) == {"fgsm_over_plain_train", "tpap_over_plain_infer"}
+    assert set(saved["targets"]) == {"fgsm_over_plain_train", "tpap_over_plain_infer", "tpap_over_plain_infer_folded"}
     out = capsys.readouterr().out
     assert "tpap_over_plain_infer" in out and "images/s" in out  # the table follows the JSON
 
@@ -55,12 +55,6 @@ def test_fast_path_options_run_on_cpu():
     assert "tpap_over_plain_infer" not in rec["ratios"] and "fgsm_over_plain_train" in rec["ratios"]
 
 
-def test_frozen_restores_requires_grad():
-    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
-    model[1].weight.requires_grad_(False)
-    with B.frozen(model):
-        assert not any(p.requires_grad for p in model.parameters())
-    assert [p.requires_grad for p in model.parameters()] == [True, True, False, True]
 
 
 def test_bad_options_say_what_is_allowed():
@@ -68,3 +62,31 @@ def test_bad_options_say_what_is_allowed():
         B.bench(phases=("warp_speed",), device="cpu")
     with pytest.raises(ValueError, match="dtype"):
         B.bench(dtype="fp8", device="cpu")
+
+
+@pytest.mark.parametrize("name,channels,width,left", [("small_cnn", 1, 8, 0), ("resnet18", 3, 8, 0),
+                                                      ("vgg16", 3, 8, 0), ("wrn34_10", 3, 1, 16)])
+def test_fold_bn_computes_the_same_function(name, channels, width, left):
+    from tpap_nb import build_model
+    from tpap_nb.models import fold_bn
+    from tpap_nb.purify import purify
+
+    torch.manual_seed(0)
+    model = build_model(name, 10, channels, width).train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model(torch.rand(16, channels, 32, 32) * 0.5 + 0.2)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        torch.nn.init.uniform_(bn.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(bn.bias, -0.2, 0.2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_bn(model)
+    assert model.training  # the original keeps its mode and weights
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # Only pre-activation BNs (WRN's, on a block's input) have no conv right before them.
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == left
+    x = torch.rand(8, channels, 32, 32)
+    model.eval()
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+    same = (purify(folded, x, 0.03) == purify(model, x, 0.03)).float().mean()
+    assert same > 0.99  # gradient signs agree up to float rounding of near-zero entries
