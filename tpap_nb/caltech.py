@@ -135,7 +135,7 @@ def dataset_size(name: str) -> int | None:
 
 def status(download: bool = True) -> tuple[bool, str]:
     """Are Caltech-101 and the ImageNet weights here (downloading them when possible)? Says what is missing."""
-    from .models import WeightsUnavailable, imagenet_resnet18_state
+    from .models import WeightsUnavailable, imagenet_resnet18_file, imagenet_resnet18_state
 
     root, missing = data_root(), []
     if not (root / "caltech101" / "101_ObjectCategories").is_dir():
@@ -147,8 +147,9 @@ def status(download: bool = True) -> tuple[bool, str]:
             missing.append(f"Caltech-101 under {root / 'caltech101'} ({type(err).__name__}; get {CALTECH_URL})")
     try:
         imagenet_resnet18_state()
-    except WeightsUnavailable as err:
-        missing.append(str(err).split(" (")[0].replace(" are not at", " at"))
+    except WeightsUnavailable:
+        url, target = imagenet_resnet18_file()
+        missing.append(f"torchvision's ImageNet ResNet-18 weights at {target} (get {url})")
     if missing:
         return False, ("Tab. 3 skipped: " + "; ".join(missing) + ". On a machine with internet both are "
                        "downloaded here (about 130 MB + 45 MB).")

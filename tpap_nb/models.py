@@ -144,13 +144,18 @@ class WeightsUnavailable(RuntimeError):
     """Pretrained weights are neither cached nor downloadable; the message says what to do."""
 
 
-def imagenet_resnet18_state() -> dict:
-    """torchvision's IMAGENET1K_V1 ResNet-18 weights: downloaded once into torch.hub's cache
-    (hash-checked), always loaded with weights_only=True."""
+def imagenet_resnet18_file() -> tuple[str, Path]:
+    """Where torchvision's IMAGENET1K_V1 ResNet-18 weights come from, and where they are cached."""
     from torchvision.models import ResNet18_Weights
 
     url = ResNet18_Weights.IMAGENET1K_V1.url
-    target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+
+
+def imagenet_resnet18_state() -> dict:
+    """torchvision's IMAGENET1K_V1 ResNet-18 weights: downloaded once into torch.hub's cache
+    (hash-checked), always loaded with weights_only=True."""
+    url, target = imagenet_resnet18_file()
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True,
                                                   weights_only=True)
