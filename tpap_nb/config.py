@@ -21,14 +21,14 @@ PROFILES: dict[str, dict] = {
         n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
         attack_scale=0.1, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2, amp=None,
-        channels_last=False,
+        channels_last=False, compile=False,
     ),
     "quick": dict(
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
         milestones=(55,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.21,
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
         attack_scale=0.5, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=5, beta=6.0,
-        n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, amp=None, channels_last=False,
+        n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, amp=None, channels_last=False, compile=False,
     ),
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
@@ -37,7 +37,7 @@ PROFILES: dict[str, dict] = {
         attack_scale=1.0, eval_pgd_alpha=0.003, pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
         sweep_epochs=150, amp=None,
-        channels_last=False,
+        channels_last=False, compile=False,
     ),
 }
 # eval_pgd_alpha: PGD-20 step of the per-epoch evaluation (None: eps / 4; the authors used 0.003).
@@ -49,7 +49,8 @@ PROFILES: dict[str, dict] = {
 # PGD-5 (paper: PGD-10), trains only PGD-AT as a baseline, runs every attack at half its
 # iterations (attack_scale 0.5) and 100 examples in 07. Its schedule (lr
 # 0.05, x0.1 at epoch 55 of 60) and xi = 0.7 eps were measured on 3 seeds (README).
-# amp ('bf16' or None) and channels_last: the GPU fast path of training (train.fit).
+# amp ('bf16' or None), channels_last and compile (False, True or a torch.compile backend): the
+# GPU fast path of training (train.fit).
 
 
 # Sec. 4.1.2: the paper's batch size depends on model and data set, and the authors' CIFAR-100

@@ -26,9 +26,10 @@ RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades"
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
 DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
-                amp=None, channels_last=False)
-# The fast path (meant for CUDA): bf16 autocast and channels_last. Part of a run's name only when set.
-FAST_KEYS = ("amp", "channels_last")
+                amp=None, channels_last=False, compile=False)
+# The fast path (meant for CUDA): bf16 autocast, channels_last and torch.compile (True: inductor, or a
+# backend name). Part of a run's name only when set.
+FAST_KEYS = ("amp", "channels_last", "compile")
 
 
 class CheckpointError(RuntimeError):
@@ -213,6 +214,10 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
                 else contextlib.nullcontext())
     if cfg["channels_last"]:
         model.to(memory_format=torch.channels_last)
+    # Training steps run through the compiled module; it shares the weights, so checkpoints,
+    # evaluation and the returned model are the plain `model`.
+    net = model if not cfg["compile"] else torch.compile(
+        model, backend="inductor" if cfg["compile"] is True else cfg["compile"])
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"], fused=True if device.type == "cuda" else None)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
@@ -248,7 +253,7 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
             if cfg["channels_last"]:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
-                loss = training_loss(model, x, y, cfg)
+                loss = training_loss(net, x, y, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
