@@ -310,3 +310,12 @@ def test_compiled_training_matches_eager(digits):
     torch.testing.assert_close(weights["aot_eager"], weights[False], rtol=1e-3, atol=1e-4)
     plain = _cfg(epochs=1) | {"recipe": "fgsm"}
     assert T.run_name(plain) != T.run_name(plain | {"compile": True})
+
+
+def test_paper_pgd_at_uses_the_authors_schedule():
+    paper = tp.get_profile("paper")
+    assert T.recipe_config(paper, "pgd")["epochs"] == 120
+    assert T.recipe_config(paper, "pgd")["milestones"] == (75, 90, 110)
+    assert T.recipe_config(paper, "fgsm")["epochs"] == 150  # FGSM-RO keeps 150 / 75, 90, 140
+    assert T.recipe_config(tp.get_profile("paper", epochs=10), "pgd")["epochs"] == 10  # overrides win
+    assert T.recipe_config(tp.get_profile("quick"), "pgd")["epochs"] == 60

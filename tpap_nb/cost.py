@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .data import Dataset, batches
 from .purify import purify
-from .train import DEFAULTS, checkpoint_path, read_checkpoint, training_loss
+from .train import checkpoint_path, read_checkpoint, recipe_config, training_loss
 
 
 class _GlobalOnly:
@@ -58,10 +58,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _recipe_cfg(cfg: dict, recipe: str) -> dict:
-    return {**DEFAULTS, **cfg, "recipe": recipe}
-
-
 def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x, y, cfg: dict) -> None:
     """One training iteration of `cfg['recipe']` exactly as `train.fit` runs it."""
     model.train()
@@ -83,7 +79,7 @@ def train_flops_per_batch(model: nn.Module, x, y, cfg: dict, recipe: str) -> int
     """FLOPs of one training iteration (attack + forward + backward) of `recipe` on batch (x, y), on a copy."""
     net = copy.deepcopy(model)
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    return count_flops(lambda: _train_step(net, opt, x, y, _recipe_cfg(cfg, recipe)))
+    return count_flops(lambda: _train_step(net, opt, x, y, recipe_config(cfg, recipe)))
 
 
 def test_flops_per_batch(model: nn.Module, x, xi: float | None = None) -> int:
@@ -148,7 +144,7 @@ def measure_cost(model: nn.Module, data: Dataset, cfg: dict, n_batches: int = 5,
 
     nets = {r: copy.deepcopy(model) for r in ("pgd", "fgsm")}
     opts = {r: torch.optim.SGD(n.parameters(), lr=1e-4, momentum=cfg.get("momentum", 0.9)) for r, n in nets.items()}
-    rcfg = {r: _recipe_cfg(cfg, r) for r in nets}
+    rcfg = {r: recipe_config(cfg, r) for r in nets}
 
     def train_step(r):
         return lambda i: _train_step(nets[r], opts[r], *train_b[i % len(train_b)], rcfg[r])
@@ -215,7 +211,7 @@ def forward_equivalents(table: dict, train_per_test: float) -> dict:
 
 def recorded_train_seconds(cfg: dict, recipe: str) -> float | None:
     """Mean wall seconds per training epoch that `get_or_train` recorded for (cfg, recipe), or None if untrained."""
-    path = checkpoint_path(_recipe_cfg(cfg, recipe))
+    path = checkpoint_path(recipe_config(cfg, recipe))
     if not path.exists():
         return None
     history = read_checkpoint(path)["history"]
