@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import tpap_nb as tp
-from tpap_nb import visual
+from tpap_nb import gradcam, tsne
 
 
 class MeanModel(nn.Module):
@@ -41,7 +41,7 @@ def blob(n=3, size=8, corner=(0, 0)):
 def test_gradcam_map_peaks_on_the_bright_region_at_image_size(pool):
     model = MeanModel(pool).eval()
     x = blob(corner=(1, 5))
-    out = visual.gradcam_maps(model, x, targets=torch.zeros(3, dtype=torch.long))
+    out = gradcam.gradcam_maps(model, x, targets=torch.zeros(3, dtype=torch.long))
     cam = out["cam"]
     assert cam.shape == (3, 8, 8)
     assert out["layer_hw"] == ((4, 4) if pool else (8, 8))
@@ -59,11 +59,11 @@ def test_gradcam_on_kit_models_uses_cam_layer_and_leaves_no_trace(arch, shape, w
     model.fc.weight.grad = sentinel
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(4, *shape)
-    out = visual.gradcam_maps(model, x)
+    out = gradcam.gradcam_maps(model, x)
     assert out["cam"].shape == (4, *shape[1:])
     assert np.isfinite(out["cam"]).all() and out["cam"].min() >= 0 and out["cam"].max() <= 1 + 1e-6
     assert out["y_pred"].shape == (4,) and ((out["conf"] > 0) & (out["conf"] <= 1)).all()
-    assert visual.count_hooks(model) == 0
+    assert gradcam.count_hooks(model) == 0
     assert model.training
     assert model.fc.weight.grad is sentinel
     assert all(p.requires_grad for p in model.parameters())
@@ -75,40 +75,40 @@ def test_gradcam_on_kit_models_uses_cam_layer_and_leaves_no_trace(arch, shape, w
 def test_gradcam_failure_is_raised_not_swallowed_and_cleans_up():
     model = tp.build_model("small_cnn", 10, 1, width=4).eval()
     with pytest.raises(RuntimeError, match="pytorch-grad-cam failed"):
-        visual.gradcam_maps(model, torch.rand(2, 1, 8, 8), targets=torch.tensor([3, 99]))
-    assert visual.count_hooks(model) == 0
+        gradcam.gradcam_maps(model, torch.rand(2, 1, 8, 8), targets=torch.tensor([3, 99]))
+    assert gradcam.count_hooks(model) == 0
     assert all(p.requires_grad for p in model.parameters())
 
 
 def test_find_layer_by_name_and_default():
     model = tp.build_model("small_cnn", 10, 1, width=4)
-    assert visual.find_layer(model) is model.cam_layer
-    assert visual.find_layer(model, "body.3") is model.body[3]
+    assert gradcam.find_layer(model) is model.cam_layer
+    assert gradcam.find_layer(model, "body.3") is model.body[3]
     with pytest.raises(ValueError, match="no submodule"):
-        visual.find_layer(model, "body.99")
+        gradcam.find_layer(model, "body.99")
 
 
 def test_object_outline_interior_and_mass_by_hand():
     x = torch.zeros(1, 1, 7, 7)
     x[:, :, 1:6, 1:6] = 0.9  # a 5x5 square on black
-    mask = visual.object_mask(x, 0.25)
-    outline, inner = visual.outline_interior(mask)
+    mask = gradcam.object_mask(x, 0.25)
+    outline, inner = gradcam.outline_interior(mask)
     assert mask.sum() == 25 and outline.sum() == 16 and inner.sum() == 9
     cam = mask.astype(np.float32)  # all mass on the object
-    assert visual.cam_mass(cam, mask)[0] == pytest.approx(1.0)
-    assert visual.cam_mass(cam, inner)[0] == pytest.approx(9 / 25)
-    assert np.isnan(visual.cam_mass(np.zeros_like(cam), mask)[0])
-    assert visual.cam_correlation(cam, cam)[0] == pytest.approx(1.0)
-    assert visual.cam_correlation(cam, 1 - cam)[0] == pytest.approx(-1.0)
+    assert gradcam.cam_mass(cam, mask)[0] == pytest.approx(1.0)
+    assert gradcam.cam_mass(cam, inner)[0] == pytest.approx(9 / 25)
+    assert np.isnan(gradcam.cam_mass(np.zeros_like(cam), mask)[0])
+    assert gradcam.cam_correlation(cam, cam)[0] == pytest.approx(1.0)
+    assert gradcam.cam_correlation(cam, 1 - cam)[0] == pytest.approx(-1.0)
 
 
 def test_pick_examples_by_name_and_index():
     y = torch.tensor([3, 1, 3, 8, 3, 8])
     names = [str(i) for i in range(10)]
-    assert visual.pick_examples(y, "3,8", names, 2) == [0, 2, 3, 5]
-    assert visual.pick_examples(y, [1], names, 5) == [1]
+    assert gradcam.pick_examples(y, "3,8", names, 2) == [0, 2, 3, 5]
+    assert gradcam.pick_examples(y, [1], names, 5) == [1]
     with pytest.raises(ValueError, match="Unknown class"):
-        visual.pick_examples(y, "cat", names, 1)
+        gradcam.pick_examples(y, "cat", names, 1)
 
 
 def _clusters(std, seed=0, n=120):
@@ -121,9 +121,9 @@ def test_separation_scores_rank_separated_above_mixed():
     xs, ys = _clusters(0.5)
     xm, ym = _clusters(12.0)
     rng = np.random.default_rng(0)
-    sep = visual.separation_scores(xs, ys, embedding=xs[:, :2], k=5)
-    mixed = visual.separation_scores(xm, ym, embedding=xm[:, :2], k=5)
-    shuffled = visual.separation_scores(xs, rng.permutation(ys), embedding=xs[:, :2], k=5)
+    sep = tsne.separation_scores(xs, ys, embedding=xs[:, :2], k=5)
+    mixed = tsne.separation_scores(xm, ym, embedding=xm[:, :2], k=5)
+    shuffled = tsne.separation_scores(xs, rng.permutation(ys), embedding=xs[:, :2], k=5)
     assert sep["knn_acc"] > 0.95 and sep["silhouette_feat"] > 0.5
     assert sep["knn_acc"] > mixed["knn_acc"] > shuffled["knn_acc"] - 0.1
     assert sep["silhouette_feat"] > mixed["silhouette_feat"] > shuffled["silhouette_feat"] - 0.1
@@ -133,24 +133,24 @@ def test_separation_scores_rank_separated_above_mixed():
 
 def test_tsne_is_repeatable_with_the_seed_and_separates_clusters():
     x, y = _clusters(0.5, n=60)
-    a = visual.tsne_embed(x, seed=0, perplexity=10)
-    b = visual.tsne_embed(x, seed=0, perplexity=10)
+    a = tsne.tsne_embed(x, seed=0, perplexity=10)
+    b = tsne.tsne_embed(x, seed=0, perplexity=10)
     assert a.shape == (60, 2)
     np.testing.assert_array_equal(a, b)
-    assert visual.separation_scores(x, y, embedding=a)["silhouette_2d"] > 0.5
-    r0 = visual.tsne_embed(x, seed=0, perplexity=10, init="random")  # here the seed matters
-    np.testing.assert_array_equal(r0, visual.tsne_embed(x, seed=0, perplexity=10, init="random"))
-    assert not np.allclose(r0, visual.tsne_embed(x, seed=1, perplexity=10, init="random"), atol=1e-3)
+    assert tsne.separation_scores(x, y, embedding=a)["silhouette_2d"] > 0.5
+    r0 = tsne.tsne_embed(x, seed=0, perplexity=10, init="random")  # here the seed matters
+    np.testing.assert_array_equal(r0, tsne.tsne_embed(x, seed=0, perplexity=10, init="random"))
+    assert not np.allclose(r0, tsne.tsne_embed(x, seed=1, perplexity=10, init="random"), atol=1e-3)
 
 
 def test_features_and_fig7_attacks_stay_in_the_ball():
     torch.manual_seed(0)
     model = tp.build_model("small_cnn", 10, 1, width=4).train()
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
-    feats = visual.extract_features(model, x)
+    feats = tsne.extract_features(model, x)
     assert feats.shape == (6, 16) and model.training
     cfg = tp.get_profile("smoke")
-    attacks = visual.fig7_attacks(model, "clean,fgsm,pgd20,tidim", cfg)
+    attacks = tsne.fig7_attacks(model, "clean,fgsm,pgd20,tidim", cfg)
     assert attacks["clean"] is None
     for name in ("fgsm", "pgd20", "tidim"):
         x_adv = attacks[name](x, y)
@@ -159,10 +159,10 @@ def test_features_and_fig7_attacks_stay_in_the_ball():
 
 def test_paired_verdict():
     rng = np.random.default_rng(0)
-    assert visual.paired_verdict(0.3 + 0.1 * rng.standard_normal(50), 0.05)[0] == "agrees"
-    assert visual.paired_verdict(-0.3 + 0.1 * rng.standard_normal(50), 0.05)[0] == "opposite"
-    assert visual.paired_verdict(rng.standard_normal(50), 0.05)[0] == "no clear difference"
-    assert visual.paired_verdict(0.01 + 0.001 * rng.standard_normal(50), 0.05)[0].startswith("real but small")
+    assert gradcam.paired_verdict(0.3 + 0.1 * rng.standard_normal(50), 0.05)[0] == "agrees"
+    assert gradcam.paired_verdict(-0.3 + 0.1 * rng.standard_normal(50), 0.05)[0] == "opposite"
+    assert gradcam.paired_verdict(rng.standard_normal(50), 0.05)[0] == "no clear difference"
+    assert gradcam.paired_verdict(0.01 + 0.001 * rng.standard_normal(50), 0.05)[0].startswith("real but small")
 
 
 def test_fig6_claims_read_synthetic_maps():
@@ -171,20 +171,20 @@ def test_fig6_claims_read_synthetic_maps():
     n = 40
     x = torch.zeros(n, 1, 8, 8)
     x[:, :, 2:6, 2:6] = 1.0
-    mask = visual.object_mask(x)
+    mask = gradcam.object_mask(x)
     clean = rng.random((n, 8, 8)).astype(np.float32) * 0.2 + mask * 0.8  # attention on the object
     noise = rng.random((n, 8, 8)).astype(np.float32)
     y = torch.zeros(n, dtype=torch.long)
-    preds = {c: y for c in visual.FIG6_COLUMNS}
+    preds = {c: y for c in gradcam.FIG6_COLUMNS}
     tpap = {"x_c": clean, "x_pgd20": noise, "x_c.pur": clean * 0.9 + 0.05, "x_pgd20.pur": clean * 0.8 + 0.1}
     base = {"x_c": clean, "x_pgd20": clean * 0.95, "x_c.pur": clean, "x_pgd20.pur": clean}
-    records = (visual.attention_records(tpap, preds, y, mask, "x_c", "TPAP")
-               + visual.attention_records(base, preds, y, mask, "x_c", "PGD-AT"))
-    claims = visual.fig6_claims(records).set_index("claim")
+    records = (gradcam.attention_records(tpap, preds, y, mask, "x_c", "TPAP")
+               + gradcam.attention_records(base, preds, y, mask, "x_c", "PGD-AT"))
+    claims = gradcam.fig6_claims(records).set_index("claim")
     verdicts = claims.verdict.tolist()
     assert verdicts[0] == "agrees"  # x_pgd20 biased compared with the purified maps
     assert verdicts[2] == "agrees"  # correctly classified: mass on the object
     assert verdicts[4] == "agrees"  # purification restores the map
     assert verdicts[5] == "agrees"  # the baseline's adversarial map stays put
-    summary = visual.fig6_summary(records)
+    summary = gradcam.fig6_summary(records)
     assert summary.loc[("TPAP", "x_c"), "corr_with_x_c"] == pytest.approx(1.0)
