@@ -99,9 +99,7 @@ def load_caltech101(root: Path | None = None, download: bool = True, size: int =
     cache = root / "caltech101" / f"tpap-{size}px-{'bg' if background else 'nobg'}-seed{seed}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as f:
-            t = torch.from_numpy
-            return Dataset(name, t(f["x_train"]), t(f["y_train"]), t(f["x_test"]), t(f["y_test"]),
-                           [str(c) for c in f["classes"]], "flip")
+            return _dataset(name, {k: f[k] for k in f.files})
     if not base.is_dir():
         if not download:
             raise _unavailable(root, "not on disk and download=False")
@@ -122,9 +120,14 @@ def load_caltech101(root: Path | None = None, download: bool = True, size: int =
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, cache)  # atomic: a killed run never leaves half a cache
+    return _dataset(name, arrays)
+
+
+def _dataset(name: str, arrays: dict) -> Dataset:
+    """The cached arrays as a Dataset (flip augmentation, as for other large images)."""
     t = torch.from_numpy
     return Dataset(name, t(arrays["x_train"]), t(arrays["y_train"]), t(arrays["x_test"]), t(arrays["y_test"]),
-                   classes, "flip")
+                   [str(c) for c in arrays["classes"]], "flip")
 
 
 def dataset_size(name: str) -> int | None:

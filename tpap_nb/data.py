@@ -306,8 +306,9 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
     if name.startswith("caltech101"):
         from .caltech import dataset_size, load_caltech101
 
-        if dataset_size(name) is not None:
-            return load_caltech101(root, download, size=dataset_size(name))
+        size = dataset_size(name)
+        if size is not None:
+            return load_caltech101(root, download, size=size)
     if name not in DATASETS:
         raise ValueError(
             f"Unknown data set {name!r}. Known: {sorted(DATASETS)}, 'caltech101' (or 'caltech101-SIZE'), 'folder:PATH' "
