@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import nn
 
-from tpap_nb.adaptive import (
+from tpap_nb.attacks.base import fgsm
+from tpap_nb.experiments.adaptive import (
     BareClassifier,
     DefendedClassifier,
     eps_sweep,
@@ -20,7 +21,6 @@ from tpap_nb.adaptive import (
     verdict,
     worst_case,
 )
-from tpap_nb.attacks.base import fgsm
 from tpap_nb.purify import TPAP
 
 EPS, XI = 0.3, 0.15

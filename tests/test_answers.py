@@ -36,7 +36,7 @@ def test_ex02_purify_twice_reports_both(ro_model, test_xy):
 
 
 def test_ex07_answers_on_tiny_model(ro_model, test_xy):
-    from tpap_nb.adaptive import DefendedClassifier, evaluate_adaptive
+    from tpap_nb.experiments.adaptive import DefendedClassifier, evaluate_adaptive
 
     x, y = test_xy[0][:48], test_xy[1][:48]
     res = answers.ex07_transfer_sources(ro_model, x, y, 0.15, 0.3, {"bare": ro_model,

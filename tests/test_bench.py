@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tpap_nb import bench as B
+from tpap_nb.experiments import cost as B
 
 TINY = ["--model", "small_cnn", "--width", "4", "--image-size", "8", "--channels", "1", "--batch-size", "4",
         "--repeats", "2", "--warmup", "1", "--min-time", "0", "--device", "cpu",

@@ -7,7 +7,9 @@ import torch
 from PIL import Image
 
 import tpap_nb as tp
-from tpap_nb import caltech, models
+from tpap_nb import data as tdata
+from tpap_nb import models
+from tpap_nb.experiments import table3 as t3
 from tpap_nb.paper import TABLE3
 
 
@@ -39,7 +41,7 @@ def _offline(*args, **kwargs):
 
 def test_loader_resizes_splits_per_class_and_caches(tmp_path, monkeypatch):
     base = _fake_caltech(tmp_path)
-    monkeypatch.setattr(caltech, "_download", _offline)
+    monkeypatch.setattr(tdata, "download_caltech101", _offline)
     d = tp.load_dataset("caltech101-16", root=tmp_path)
     assert d.name == "caltech101-16" and d.augment == "flip"
     assert d.classes == ["BACKGROUND_Google", "accordion", "airplanes"]  # the clutter class is kept
@@ -57,26 +59,26 @@ def test_read_square_is_a_centre_crop_of_the_resized_image(tmp_path):
     arr = np.zeros((20, 40, 3), dtype=np.uint8)
     arr[:, 10:30] = 255  # the centre half is white
     Image.fromarray(arr).save(tmp_path / "a.png")
-    out = caltech._read_square(tmp_path / "a.png", 10)
+    out = tdata._read_square(tmp_path / "a.png", 10)
     assert out.shape == (10, 10, 3) and out.min() > 200  # 20x40 -> 10x20 -> centre 10x10: all white
 
 
 def test_split_is_per_class_and_seeded():
     y = np.repeat(np.arange(4), [10, 5, 2, 1])
-    tr, te = caltech.split_indices(y, 0.2, seed=3)
+    tr, te = tdata.split_indices(y, 0.2, seed=3)
     assert sorted(np.concatenate([tr, te]).tolist()) == list(range(len(y)))
     assert np.bincount(y[te], minlength=4).tolist() == [2, 1, 1, 0]
     assert y[te].tolist() != sorted(y[te].tolist())  # shuffled, not grouped by class
-    tr2, te2 = caltech.split_indices(y, 0.2, seed=3)
+    tr2, te2 = tdata.split_indices(y, 0.2, seed=3)
     assert np.array_equal(te, te2) and np.array_equal(tr, tr2)
 
 
 def test_offline_data_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(caltech, "_download", _offline)
+    monkeypatch.setattr(tdata, "download_caltech101", _offline)
     with pytest.raises(tp.DatasetUnavailable) as err:
         tp.load_dataset("caltech101", root=tmp_path)
     msg = str(err.value)
-    assert "101_ObjectCategories" in msg and caltech.CALTECH_URL in msg and "URLError" in msg
+    assert "101_ObjectCategories" in msg and tdata.CALTECH_URL in msg and "URLError" in msg
     with pytest.raises(tp.DatasetUnavailable, match="download=False"):
         tp.load_dataset("caltech101-64", root=tmp_path, download=False)
     with pytest.raises(ValueError, match="caltech101-SIZE"):
@@ -109,13 +111,13 @@ def test_imagenet_resnet18_loads_weights_safely_and_explains_when_offline(monkey
 
 def test_status_names_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("TPAP_DATA", str(tmp_path))
-    monkeypatch.setattr(caltech, "_download", _offline)
+    monkeypatch.setattr(tdata, "download_caltech101", _offline)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _offline)
-    ok, msg = caltech.status()
+    ok, msg = t3.status()
     assert not ok and msg.startswith("Tab. 3 skipped") and "Caltech-101" in msg and "ResNet-18" in msg
     _fake_caltech(tmp_path)
     monkeypatch.setattr(models, "imagenet_resnet18_state", _random_imagenet_state)
-    assert caltech.status() == (True, "Caltech-101 and the ImageNet ResNet-18 weights are available.")
+    assert t3.status() == (True, "Caltech-101 and the ImageNet ResNet-18 weights are available.")
 
 
 def test_table3_runs_end_to_end_and_reuses_its_checkpoints(tmp_path, monkeypatch):
@@ -123,18 +125,18 @@ def test_table3_runs_end_to_end_and_reuses_its_checkpoints(tmp_path, monkeypatch
     _fake_caltech(tmp_path, per_class=(10, 10, 10))
     monkeypatch.setattr(models, "imagenet_resnet18_state", _random_imagenet_state)
     cfg = tp.get_profile("smoke", n_eval=8)
-    rows = {k: caltech.TABLE3_ROWS[k] for k in ("PGD-AT*", "TPAP-TRADES*")}
-    ours, records = caltech.table3(cfg, rows=rows, size=32, epochs=1, n_test=6, progress=False)
+    rows = {k: t3.TABLE3_ROWS[k] for k in ("PGD-AT*", "TPAP-TRADES*")}
+    ours, records = t3.table3(cfg, rows=rows, size=32, epochs=1, n_test=6, progress=False)
     assert set(ours) == set(rows) and set(ours["PGD-AT*"]) == {"clean", "fgsm", "pgd20"}
     assert all(0 <= v <= 100 for r in ours.values() for v in r.values())
     assert {r["attack"] for r in records} == {"fgsm", "pgd20"} and all(r["n"] == 6 for r in records)
     assert set(TABLE3) >= set(ours)  # the paper's rows, to print beside ours
     # Settings of a row: the paper's optimiser and eps, scaled milestones, the row's batch size.
-    rc = caltech.row_config(cfg, caltech.TABLE3_ROWS["TPAP-TRADES*"], 32, 10)
+    rc = t3.row_config(cfg, t3.TABLE3_ROWS["TPAP-TRADES*"], 32, 10)
     assert (rc["lr"], rc["eps"], rc["batch_size"], rc["milestones"]) == (0.01, 16 / 255, 32, (5, 6, 9))
     # A second call reloads the checkpoints: no weights are needed, the numbers are the same.
     monkeypatch.setattr(models, "imagenet_resnet18_state", _offline)
-    again, _ = caltech.table3(cfg, rows=rows, size=32, epochs=1, n_test=6, progress=False)
+    again, _ = t3.table3(cfg, rows=rows, size=32, epochs=1, n_test=6, progress=False)
     assert again == ours
     ckpt = next(tmp_path.glob("runs/checkpoints/caltech101-32-resnet18_imagenet-pgd-*.pt"), None)
     assert ckpt is not None

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import tpap_nb as tp
-from tpap_nb import cost
 from tpap_nb.data import batches
+from tpap_nb.experiments import cost
 from tpap_nb.paper import TABLE5
 
 

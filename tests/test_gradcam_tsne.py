@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import tpap_nb as tp
-from tpap_nb import gradcam, tsne
+from tpap_nb.experiments import gradcam, tsne
 
 
 class MeanModel(nn.Module):

@@ -1,11 +1,16 @@
-"""tpap_nb: Test-Time Adversarial Purification with FGSM (Tang & Zhang, CVPR 2024) as a teaching kit."""
-__version__ = "0.1.0"
+"""tpap_nb: Test-Time Adversarial Purification with FGSM (Tang & Zhang, CVPR 2024) as a teaching kit.
 
-from .config import get_device, get_profile, set_seed  # noqa: E402
-from .data import DatasetUnavailable, load_dataset  # noqa: E402
-from .models import build_model  # noqa: E402
-from .purify import TPAP, purify  # noqa: E402
-from .train import CheckpointError, fit, get_or_train, load_model, robust_overfitting_test  # noqa: E402
+The core (this package's top-level modules: config, data, models, train, purify, attacks, evaluate,
+checks, plots, paper) is what every experiment uses; `tpap_nb.experiments` holds one module per
+paper artefact and imports the core, never the other way round. Importing the package does not
+import torchattacks: the attacks that need it import it when they run.
+"""
+from .config import __version__, get_device, get_profile, set_seed
+from .data import DatasetUnavailable, load_dataset
+from .models import build_model, eval_mode
+from .purify import TPAP, purify
+from .train import CheckpointError, fit, get_or_train, load_model, robust_overfitting_test
 
-__all__ = ["TPAP", "CheckpointError", "DatasetUnavailable", "build_model", "fit", "get_device", "get_or_train",
-           "get_profile", "load_dataset", "load_model", "purify", "robust_overfitting_test", "set_seed"]
+__all__ = ["TPAP", "CheckpointError", "DatasetUnavailable", "__version__", "build_model", "eval_mode", "fit",
+           "get_device", "get_or_train", "get_profile", "load_dataset", "load_model", "purify",
+           "robust_overfitting_test", "set_seed"]

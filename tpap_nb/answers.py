@@ -81,7 +81,7 @@ def ex07_transfer_sources(model, x, y, xi: float, eps: float, sources: dict, sca
     examples sit where one FGSM step away from the wrong label undoes them. Crafting on F itself
     (BPDA) hurts most, since it attacks what is deployed.
     """
-    from .adaptive import evaluate_adaptive
+    from .experiments.adaptive import evaluate_adaptive
 
     records, _ = evaluate_adaptive(model, x, y, xi, eps, attacks=("transfer",), sources=sources, scale=scale)
     return {r["attack"].removeprefix("transfer:"): 100 * r["accuracy"] for r in records
@@ -105,7 +105,7 @@ def ex07_tau_sweep(model, x, y, xi: float, eps: float, taus=(0.1, 0.5, 2.0), sca
     Expected: no tau does clearly better than BPDA: P is piecewise constant in its direction
     (a sign), so the extra information in the surrogate's second-order term adds little.
     """
-    from .adaptive import evaluate_adaptive
+    from .experiments.adaptive import evaluate_adaptive
 
     out = {}
     for tau in taus:

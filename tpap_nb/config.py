@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+__version__ = "0.1.0"  # the package version (pyproject.toml); checkpoints record it
 REPO = Path(__file__).resolve().parent.parent
 
 # A profile fixes every value a notebook needs; single parameters override it.
@@ -60,8 +61,80 @@ PAPER_BATCH = {("resnet18", "tiny-imagenet"): 64, ("wrn34_10", "cifar10"): 64, (
 PAPER_TRAIN_EPS = {"cifar100": 12 / 255}
 
 
-def get_profile(name: str = "quick", **overrides) -> dict:
-    """The full set of values of profile `name`, with any non-None overrides applied."""
+# Settings that are not part of a profile: their defaults (a training run's recipe and its
+# attack settings when a caller passes a bare dict to `train.fit`).
+RUN_DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
+                    amp=None, channels_last=False, compile=False)
+
+# Tab. 3 (experiments/table3.py) per profile: image side, fine-tuning epochs, test images attacked
+# (None: the whole test split). The paper gives neither the image size nor the schedule for Tab. 3:
+# `paper` takes the ImageNet size 224 and its CIFAR schedule. Other profiles use `quick`'s row.
+CALTECH = {"smoke": {"size": 32, "epochs": 1, "n_test": 16},
+           "quick": {"size": 64, "epochs": 5, "n_test": 200},
+           "paper": {"size": 224, "epochs": 150, "n_test": None}}
+
+# The speed bench (experiments/cost.py, `make bench`) on synthetic data: the paper's radii and
+# optimiser, PGD-10 with step eps / 4 for the PGD-AT phase.
+BENCH = dict(eps=8 / 255, xi=8 / 255, pgd_steps=10, pgd_alpha_per_eps=0.25, lr=0.01, momentum=0.9,
+             weight_decay=1e-3, repeats=7, warmup=1, min_time=0.3)
+
+# The type of every profile setting (float also takes an int); NULLABLE ones may be None.
+SETTING_TYPES = {
+    "dataset": str, "model": str, "width": int, "epochs": int, "batch_size": int, "lr": float,
+    "milestones": (tuple, list), "momentum": float, "weight_decay": float, "eps": float, "xi": float,
+    "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int, "attack_scale": float,
+    "eval_pgd_alpha": float, "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
+    "n_adaptive": int, "baselines": str, "sweep_epochs": int, "amp": str, "channels_last": bool,
+    "compile": (bool, str),
+}
+NULLABLE = {"width", "n_train", "eval_pgd_alpha", "amp"}
+# Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (see get_profile).
+BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size": (1, False),
+          "n_eval": (1, False), "n_attack": (1, False), "n_adaptive": (1, False), "sweep_epochs": (1, False),
+          "attack_scale": (0, True), "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False),
+          "eval_every": (0, False), "xi": (0, False), "pgd_alpha": (0, True), "eval_pgd_alpha": (0, True),
+          "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}
+
+
+def _type_ok(value, kind) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
+    """Refuse a wrong type or an out-of-range value with one error naming the setting and what it takes."""
+    problems = []
+    for key, value in cfg.items():
+        kind = SETTING_TYPES.get(key)
+        if kind is None or (value is None and key in NULLABLE):
+            continue
+        if not _type_ok(value, kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            problems.append(f"{key}={value!r} is a {type(value).__name__}, expected {names}"
+                            + (" (or None)" if key in NULLABLE else ""))
+            continue
+        bound = BOUNDS.get(key)
+        if bound is None or (key == "xi" and allow_negative_xi):
+            continue
+        low, strict = bound
+        if value < low or (strict and value == low):
+            problems.append(f"{key}={value!r} must be {'>' if strict else '>='} {low}")
+    if not problems and isinstance(cfg.get("milestones"), (tuple, list)):
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in cfg["milestones"]):
+            problems.append(f"milestones={cfg['milestones']!r} must be epochs (integers >= 1)")
+    if problems:
+        hint = (" (a negative xi steps towards the predicted label: pass allow_negative_xi=True to do that "
+                "on purpose)" if any(p.startswith("xi=") for p in problems) else "")
+        raise ValueError(f"Bad setting(s) for profile {cfg.get('profile')!r}: " + "; ".join(problems) + hint + ".")
+    return cfg
+
+
+def get_profile(name: str = "quick", allow_negative_xi: bool = False, **overrides) -> dict:
+    """The full set of values of profile `name`, with any non-None overrides applied, checked (`check_settings`)."""
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
     cfg = dict(PROFILES[name], profile=name)
@@ -75,28 +148,35 @@ def get_profile(name: str = "quick", **overrides) -> dict:
             cfg["batch_size"] = PAPER_BATCH.get((cfg["model"], cfg["dataset"]), 128)
         if "eps" not in given:
             cfg["eps"] = PAPER_TRAIN_EPS.get(cfg["dataset"], cfg["eps"])
+    check_settings(cfg, allow_negative_xi)
     if isinstance(cfg["milestones"], list):
         cfg["milestones"] = tuple(cfg["milestones"])
     return cfg
 
 
-def _env_path(var: str, default: Path) -> Path:
-    return Path(os.environ.get(var) or default).expanduser()
+def home() -> Path:
+    """Where data/, runs/ and figures/ go by default: the repository in a source checkout (pyproject.toml
+    beside the package), else the current working directory (an installed copy in site-packages)."""
+    return REPO if (REPO / "pyproject.toml").is_file() else Path.cwd()
+
+
+def _env_path(var: str, folder: str) -> Path:
+    return Path(os.environ.get(var) or home() / folder).expanduser()
 
 
 def data_root() -> Path:
-    """All data sets live here: $TPAP_DATA, else ./data in the repository."""
-    return _env_path("TPAP_DATA", REPO / "data")
+    """All data sets live here: $TPAP_DATA, else data/ in `home()`."""
+    return _env_path("TPAP_DATA", "data")
 
 
 def runs_root() -> Path:
-    """Checkpoints and result records: $TPAP_RUNS, else ./runs in the repository."""
-    return _env_path("TPAP_RUNS", REPO / "runs")
+    """Checkpoints and result records: $TPAP_RUNS, else runs/ in `home()`."""
+    return _env_path("TPAP_RUNS", "runs")
 
 
 def figures_root() -> Path:
-    """Saved figures: $TPAP_FIGURES, else ./figures in the repository."""
-    return _env_path("TPAP_FIGURES", REPO / "figures")
+    """Saved figures: $TPAP_FIGURES, else figures/ in `home()`."""
+    return _env_path("TPAP_FIGURES", "figures")
 
 
 def set_seed(seed: int = 0) -> None:

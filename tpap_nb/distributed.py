@@ -36,9 +36,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from .config import RUN_DEFAULTS
 from .data import Dataset, batches
 from .evaluate import robust_predictions
-from .train import DEFAULTS, RUN_KEYS, _versions, save_checkpoint, training_loss
+from .train import RUN_KEYS, _versions, save_checkpoint, training_loss
 
 
 def world() -> tuple[int, int]:
@@ -85,7 +86,7 @@ def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None 
     data on this rank's device and the same cfg. Returns per-epoch records with the global mean loss.
     With `ckpt`, rank 0 saves a `fit`-compatible checkpoint each epoch (`load_model` reads it).
     """
-    cfg = {**DEFAULTS, **cfg}
+    cfg = {**RUN_DEFAULTS, **cfg}
     rank, world_size = world()
     device = next(model.parameters()).device
     if sync_bn:
@@ -204,7 +205,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm (CUDA only)")
     p.add_argument("--out", default=None, help="rank 0 saves a tpap_nb checkpoint here")
     a = p.parse_args(argv)
-    cfg = {**DEFAULTS, **get_profile(a.profile, **{k: getattr(a, k) for k in overrides}), "recipe": a.recipe}
+    cfg = {**RUN_DEFAULTS, **get_profile(a.profile, **{k: getattr(a, k) for k in overrides}), "recipe": a.recipe}
     cuda = cfg["device"] != "cpu" and torch.cuda.is_available()
     owner = not dist.is_initialized()  # torchrun: we create the group; launch(): it exists already
     if owner:

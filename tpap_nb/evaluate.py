@@ -1,14 +1,31 @@
-"""Accuracy under attack, with and without TPAP, in batches (the paper's protocol, Sec. 4.1.3)."""
+"""The paper's protocol (Sec. 4.1.3) and the tidy record store.
+
+`robust_predictions` is the one implementation of "accuracy of the bare model and of TPAP": an
+attack is crafted on the bare model, then purified (Eq. 7-9) and classified. `run_attacks` turns
+it into one record per (checkpoint, defence, attack, settings): accuracy in %, the attack's
+success on the bare model, n, seconds and the implementation that ran. Records are appended to
+runs/results/records.jsonl and reused: a rerun skips what was computed for the same checkpoint,
+attack settings, n and xi.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
-from .purify import _purify_with_pred, purify
+from .attacks.registry import attack_info, attack_settings, build_attack
+from .checks import check_images, check_labels
+from .config import runs_root
+from .models import eval_mode
+from .purify import purify_with_pred
 
-Attack = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+AttackFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # attack(x, y) -> x_adv
 
 
 def _batched(x, y, batch_size):
@@ -17,41 +34,43 @@ def _batched(x, y, batch_size):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Labels argmax f(x), in eval mode, batched."""
-    was = model.training
-    model.eval()
-    out = torch.cat([model(xb).argmax(1) for xb, _ in _batched(x, x, batch_size)])
-    model.train(was)
-    return out
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, confidence: bool = False):
+    """Labels argmax f(x), in eval mode, batched; with confidence=True, (labels, softmax probability of each)."""
+    with eval_mode(model):
+        logits = [model(xb) for xb, _ in _batched(x, x, batch_size)]
+    if not confidence:
+        return torch.cat([z.argmax(1) for z in logits])
+    conf, y_pred = torch.cat([z.softmax(1) for z in logits]).max(1)
+    return y_pred, conf
 
 
-def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
+def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: AttackFn | None = None,
                        xi: float | None = None, batch_size: int = 512) -> dict[str, torch.Tensor]:
     """Per-example correctness on the bare model and after purification.
 
     The paper's protocol: x_adv = attack(x, y) is crafted on the bare model, then purified
     (Eq. 7-9). Returns bool tensors 'bare' and, when xi is given, 'tpap'.
     """
-    was = model.training
-    model.eval()
+    check_labels(y, len(y))
     bare, tpap = [], []
-    try:
+    with eval_mode(model):
         for xb, yb in _batched(x, y, batch_size):
             x_adv = attack(xb, yb) if attack is not None else xb
+            check_images(x_adv)
             if xi is None:
                 with torch.no_grad():
-                    bare.append(model(x_adv).argmax(1) == yb)
-                continue
-            x_pur, y_pred = _purify_with_pred(model, x_adv, xi)  # its forward is the bare prediction
+                    logits = model(x_adv)
+                y_pred = logits.argmax(1)
+            else:
+                x_pur, y_pred = purify_with_pred(model, x_adv, xi)  # its forward is the bare prediction
+                with torch.no_grad():
+                    logits = model(x_pur)
+                tpap.append(logits.argmax(1) == yb)
+            check_labels(yb, len(yb), logits.shape[1])
             bare.append(y_pred == yb)
-            with torch.no_grad():
-                tpap.append(model(x_pur).argmax(1) == yb)
-    finally:
-        model.train(was)
-    out = {"bare": torch.cat(bare)}
+    out = {"bare": torch.cat(bare) if bare else torch.zeros(0, dtype=torch.bool)}
     if xi is not None:
-        out["tpap"] = torch.cat(tpap)
+        out["tpap"] = torch.cat(tpap) if tpap else torch.zeros(0, dtype=torch.bool)
     return out
 
 
@@ -65,47 +84,84 @@ def pgd20_step(cfg: dict) -> float:
     return cfg.get("eval_pgd_alpha") or cfg["eps"] / 4
 
 
-def ablation(model, x, y, eps: float, xi: float, pgd_alpha: float) -> list[dict]:
-    """Tab. 6: purification off/on x {clean, FGSM, PGD-20}, as tidy records (accuracy in %)."""
-    from .attacks.base import fgsm, pgd
+# ----------------------------------------------------------------------------- the record store
 
-    attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
-               "pgd20": lambda a, b: pgd(model, a, b, eps, pgd_alpha, 20, True)}
+PAPER_EPS = 8 / 255
+EPS_KEYS = {"fgsm": ("eps",), "pgd20": ("eps", "alpha"), "pgd100": ("eps", "alpha"), "aa": ("eps",),
+            "fwa": ("eps",), "tidim": ("eps", "alpha")}
+
+
+def profile_overrides(name: str, cfg: dict) -> dict:
+    """Paper settings moved to the profile's eps (steps keep their ratio to eps) and attack scale."""
+    over = {"scale": cfg.get("attack_scale", 1.0)}
+    if abs(cfg["eps"] - PAPER_EPS) > 1e-9:
+        base = attack_settings(name)
+        over |= {k: base[k] * cfg["eps"] / PAPER_EPS for k in EPS_KEYS.get(name, ())}
+    return over
+
+
+def records_path() -> Path:
+    return runs_root() / "results" / "records.jsonl"
+
+
+def load_records(path: Path | None = None) -> list[dict]:
+    path = path or records_path()
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def clear_cache(path: Path | None = None) -> None:
+    (path or records_path()).unlink(missing_ok=True)
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgsm",
+                overrides: dict | None = None, store: Path | None = None, progress: bool = True) -> list[dict]:
+    """Accuracy of the bare model and of TPAP(model, xi) on each attack, as cached tidy records."""
+    store = store or records_path()
+    cached = {r["key"]: r for r in load_records(store)}
+    ckpt = Path(getattr(model, "checkpoint", "")).stem or "in-memory"
+    meta = getattr(model, "meta", {}) or {}
+    out = []
+    for name in tqdm(attacks, desc="attacks", disable=not progress):
+        over = profile_overrides(name, cfg) | (overrides or {}).get(name, {})
+        settings = attack_settings(name, **over)
+        key = _key(ckpt, name, settings, len(y), xi, cfg.get("seed"))
+        if key in cached and ckpt != "in-memory":
+            out.append(cached[key])
+            continue
+        t0 = time.perf_counter()
+        x_adv = build_attack(name, model, **over)(x, y)
+        t_attack = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        correct = robust_predictions(model, x_adv, y, xi=xi)
+        bare, tpap = correct["bare"], correct["tpap"]
+        rec = {"key": key, "checkpoint": ckpt, "dataset": meta.get("dataset", cfg.get("dataset")),
+               "model": meta.get("model", cfg.get("model")), "training": training,
+               "profile": cfg.get("profile"), "attack": name, "implementation": attack_info(name),
+               "settings": json.dumps(settings, sort_keys=True), "xi": xi, "n": len(y),
+               "acc_bare": 100 * bare.float().mean().item(), "acc_tpap": 100 * tpap.float().mean().item(),
+               "attack_success_bare": 100 * (~bare).float().mean().item(),
+               "seconds_attack": t_attack, "seconds_purify": time.perf_counter() - t1}
+        out.append(rec)
+        if ckpt != "in-memory":
+            store.parent.mkdir(parents=True, exist_ok=True)
+            with store.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+    return out
+
+
+def tidy(records: list[dict]):
+    """Long form: one row per (model, training, defence, attack) with accuracy in %."""
+    import pandas as pd
+
     rows = []
-    for name, atk in attacks.items():
-        acc = robust_accuracy(model, x, y, atk, xi=xi)
-        rows += [{"attack": name, "purification": False, "accuracy": 100 * acc["bare"], "n": len(y)},
-                 {"attack": name, "purification": True, "accuracy": 100 * acc["tpap"], "n": len(y)}]
-    return rows
-
-
-def xi_sweep(model, x, y, eps: float, xis, pgd_alpha: float) -> list[dict]:
-    """Accuracy of TPAP as the purification radius xi varies (xi = 0 is the bare model)."""
-    from .attacks.base import fgsm, pgd
-
-    adv = {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": pgd(model, x, y, eps, pgd_alpha, 20, True)}
-    rows = []
-    for xi in xis:
-        for name, x_adv in adv.items():
-            acc = robust_accuracy(model, x_adv, y, None, xi=xi) if xi > 0 else robust_accuracy(model, x_adv, y)
-            rows.append({"xi": float(xi), "attack": name, "accuracy": 100 * acc.get("tpap", acc["bare"])})
-    return rows
-
-
-def fgsm_limitation(model, x, y, eps: float, xi: float) -> dict:
-    """Sec. 4.3's limitation: purifying a correctly classified FGSM input pushes it further, to ~eps + xi."""
-    from .attacks.base import fgsm
-
-    x_adv = fgsm(model, x, y, eps)
-    x_pur = purify(model, x_adv, xi)
-    delta, gamma = x_adv - x, x_pur - x_adv
-    moved = delta.abs() > 0
-    same = ((delta.sign() == gamma.sign()) & moved).float().sum() / moved.float().sum().clamp(min=1)
-    return {
-        "linf_x_adv": (x_adv - x).abs().flatten(1).amax(1).mean().item(),
-        "linf_x_pur": (x_pur - x).abs().flatten(1).amax(1).mean().item(),
-        "same_sign_fraction": same.item(),
-        "acc_bare_fgsm": 100 * robust_accuracy(model, x_adv, y)["bare"],
-        "acc_tpap_fgsm": 100 * robust_accuracy(model, x_adv, y, None, xi=xi)["tpap"],
-        "acc_bare_fgsm_eps_plus_xi": 100 * robust_accuracy(model, fgsm(model, x, y, eps + xi), y)["bare"],
-    }
+    for r in records:
+        base = {k: r[k] for k in ("dataset", "model", "training", "attack", "n", "implementation", "settings")}
+        rows.append(base | {"defence": "none", "accuracy": r["acc_bare"]})
+        rows.append(base | {"defence": "TPAP", "accuracy": r["acc_tpap"]})
+    return pd.DataFrame(rows)

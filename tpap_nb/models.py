@@ -1,16 +1,29 @@
 """The paper's networks in their CIFAR forms (ResNet-18, VGG-16, WRN-34-10) and a small CPU CNN.
 
 Every model maps [0, 1] images to logits, exposes `features(x)` (penultimate layer, for t-SNE,
-Fig. 7) and `cam_layer` (the Grad-CAM target layer, Fig. 6).
+Fig. 7) and `cam_layer` (the Grad-CAM target layer, Fig. 6). `eval_mode` is the one way the kit
+runs a model in eval mode and gives it back as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run `model` in eval mode inside the block; its training flag is restored afterwards, even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class Normalize(nn.Module):

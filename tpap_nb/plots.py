@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import subprocess
 
 import matplotlib.pyplot as plt
 import torch
 
-from .config import REPO, figures_root
+from .config import REPO, figures_root, get_device
 
 PALETTE = {"clean": "#1b9e77", "fgsm": "#d95f02", "pgd20": "#7570b3", "tpap": "#e7298a"}
 LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20"}
@@ -22,19 +23,22 @@ def set_style() -> None:
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight"})
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit the figure came from, '+dirty' when the tree has uncommitted changes."""
+    """The commit the figures come from, read once per process; '+dirty' when tracked files other than
+    figures/ have uncommitted changes (a run rewriting the tracked figures does not make it dirty)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)figures"], cwd=REPO, capture_output=True, text=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def device_name(device=None) -> str:
+    """'cpu (N threads)' or the GPU's name; None means the CPU."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
@@ -48,15 +52,21 @@ class Saved(dict):
         return f"saved figures/{self['figure']} (profile {self['profile']}, {self['device']}, commit {self['commit']})"
 
 
-def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, **numbers) -> Saved:
-    """Save `fig` as figures/<name>.png (and .pdf) with <name>.json: profile, device, commit, date, numbers."""
+def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, device=None, **numbers) -> Saved:
+    """Save `fig` as figures/<name>.png (and .pdf) with <name>.json: profile, device, commit, date, numbers.
+
+    `device` is where the numbers were computed (default: the device cfg['device'] resolves to,
+    the one `get_or_train` uses).
+    """
     out = figures_root()
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{name}.png")
     if pdf:
         fig.savefig(out / f"{name}.pdf")
     cfg = cfg or {}
-    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "device": device_name(cfg.get("device_used")),
+    if device is None:
+        device = get_device(cfg.get("device") or "auto")
+    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "device": device_name(device),
             "commit": git_commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
             "numbers": numbers}

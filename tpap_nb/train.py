@@ -14,9 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import __version__
-from .attacks.base import fgsm, pgd
-from .config import PROFILES, get_device, runs_root, set_seed
+from .attacks.base import fgsm, pgd, pgd_loop
+from .config import PROFILES, RUN_DEFAULTS, __version__, get_device, runs_root, set_seed
 from .data import Dataset, batches, load_dataset, to_float
 from .evaluate import pgd20_step, robust_accuracy
 from .models import build_model
@@ -25,8 +24,6 @@ RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades"
 # Settings that define a training run: a checkpoint is only resumed or reused when all match.
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
-DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
-                amp=None, channels_last=False, compile=False)
 # The fast path (meant for CUDA): bf16 autocast, channels_last and torch.compile (True: inductor, or a
 # backend name). Part of a run's name only when set.
 FAST_KEYS = ("amp", "channels_last", "compile")
@@ -40,7 +37,7 @@ PAPER_PGD_AT_SCHEDULE = {"epochs": 120, "milestones": (75, 90, 110)}
 def recipe_config(cfg: dict, recipe: str) -> dict:
     """cfg for training `recipe`: defaults filled in; PGD-AT on `paper` gets the authors' schedule
     unless epochs or milestones were overridden."""
-    cfg = {**DEFAULTS, **cfg, "recipe": recipe}
+    cfg = {**RUN_DEFAULTS, **cfg, "recipe": recipe}
     paper = PROFILES["paper"]
     if (recipe == "pgd" and cfg.get("profile") == "paper" and cfg["epochs"] == paper["epochs"]
             and tuple(cfg["milestones"]) == paper["milestones"]):
@@ -59,16 +56,11 @@ def _kl(logits_adv, logits_nat):
 
 
 def _trades_adv(model, x, eps, alpha, steps):
-    """TRADES inner maximisation: PGD on KL(f(x') || f(x)) from x + 0.001 N(0, 1)."""
+    """TRADES inner maximisation: PGD (`pgd_loop`) on KL(f(x') || f(x)) from x + 0.001 N(0, 1)."""
     with torch.no_grad():
         p_nat = model(x)
     x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
-    for _ in range(steps):
-        with torch.enable_grad():
-            x_adv.requires_grad_(True)
-            (g,) = torch.autograd.grad(_kl(model(x_adv), p_nat).sum(), x_adv)
-        x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return x_adv
+    return pgd_loop(model, x, x_adv, lambda logits: _kl(logits, p_nat).sum(), eps, alpha, steps)
 
 
 def _mart_loss(logits, logits_adv, y, beta):
@@ -222,7 +214,7 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
     cfg needs eps, xi, epochs, batch_size, lr, milestones, momentum, weight_decay, n_eval,
     eval_every, seed. With `ckpt`, each epoch is saved atomically and a killed run resumes.
     """
-    cfg = {**DEFAULTS, **cfg}
+    cfg = {**RUN_DEFAULTS, **cfg}
     device = next(model.parameters()).device
     if cfg["amp"] not in (None, "bf16"):
         raise ValueError(f"amp={cfg['amp']!r}: use None (float32) or 'bf16'.")

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 
 import torch
 import torch.nn as nn
-import torchattacks
 
-from ..checks import check_images, check_labels
+from ..checks import check_images, check_labels, import_torchattacks
+from ..models import eval_mode
 from .base import fgsm, pgd
 from .cw import cw_l2
 from .ddn import ddn
@@ -43,15 +44,25 @@ from .fwa import fwa
 from .stadv import stadv
 from .tidim import tidim
 
-_TA = f"torchattacks {torchattacks.__version__}"
+try:  # the installed version, read without importing torchattacks (`import tpap_nb` must not)
+    _TA = f"torchattacks {metadata.version('torchattacks')}"
+except metadata.PackageNotFoundError:
+    _TA = "torchattacks (not installed)"
 
 
-def _autoattack(model, x, y, eps, norm, version, steps, n_queries, seed):
-    """AutoAttack standard (Croce & Hein 2020): APGD-CE, APGD-T, FAB-T, Square, each on robust points."""
+def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_queries=5000, seed=0,
+               n_classes: int | None = None):
+    """AutoAttack standard (Croce & Hein 2020): APGD-CE, APGD-T, FAB-T, Square, each on robust points.
+
+    The one assembly of AutoAttack in the kit (the registry's `aa`, and AutoAttack on the whole TPAP
+    pipeline in experiments/adaptive.py): the official standard settings, see the module docstring.
+    """
     if version != "standard":
         raise ValueError(f"aa supports version='standard' only (the paper's AA), got {version!r}.")
-    with torch.no_grad():
-        n_classes = model(x[:1]).shape[1]
+    torchattacks = import_torchattacks()
+    if n_classes is None:
+        with torch.no_grad():
+            n_classes = model(x[:1]).shape[1]
     targets = min(9, n_classes - 1)
     common = dict(norm=norm, eps=eps, seed=seed, n_restarts=1)
     attacks = [torchattacks.APGD(model, steps=steps, loss="ce", **common)]
@@ -96,7 +107,7 @@ ATTACKS: dict[str, AttackSpec] = {
     "cw2_l2": AttackSpec(cw_l2, dict(_CW, budget=0.5), ("steps",), _CW_INFO + ", L2 budget", budget=True),
     "ddn": AttackSpec(ddn, dict(_DDN), ("steps",), _DDN_INFO + ", unbounded"),
     "ddn_l2": AttackSpec(ddn, dict(_DDN, budget=0.5), ("steps",), _DDN_INFO + ", L2 budget", budget=True),
-    "aa": AttackSpec(_autoattack, dict(_AA), ("steps", "n_queries"),
+    "aa": AttackSpec(autoattack, dict(_AA), ("steps", "n_queries"),
                      f"{_TA} APGD-CE, APGD-T, FAB-T, Square (ports of Croce & Hein's AutoAttack) chained by "
                      "MultiAttack at the official version='standard' settings (100 iterations, 9 targets)"),
     "sta": AttackSpec(stadv, dict(steps=10, search_steps=5, tau=0.05, kappa=0.0), ("steps",),
@@ -165,23 +176,23 @@ class Attack:
         check_images(x)
         check_labels(y, len(x))
         x, y = x.detach(), y.to(x.device)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.enable_grad():
-                size = int(self.settings["batch_size"])
-                parts = [self._run(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
-        except RuntimeError as err:
-            if "does not require grad" not in str(err):
-                raise
-            raise RuntimeError(
-                f"Attack {self.name!r} needs the gradient of the logits w.r.t. x, but the logits of "
-                f"{type(self.model).__name__} do not depend on x through autograd (TPAP's purification "
-                "detaches x). Attack the undefended model and purify afterwards, as the paper does "
-                "(Sec. 4.1.3), or use tpap_nb.adaptive for attacks through the purifier."
-            ) from err
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model):
+            if len(x):
+                with torch.no_grad():
+                    check_labels(y, len(x), self.model(x[:1]).shape[1])
+            try:
+                with torch.enable_grad():
+                    size = int(self.settings["batch_size"])
+                    parts = [self._run(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+            except RuntimeError as err:
+                if "does not require grad" not in str(err):
+                    raise
+                raise RuntimeError(
+                    f"Attack {self.name!r} needs the gradient of the logits w.r.t. x, but the logits of "
+                    f"{type(self.model).__name__} do not depend on x through autograd (TPAP's purification "
+                    "detaches x). Attack the undefended model and purify afterwards, as the paper does "
+                    "(Sec. 4.1.3), or use tpap_nb.experiments.adaptive for attacks through the purifier."
+                ) from err
         return torch.cat(parts) if parts else x.clone()
 
 

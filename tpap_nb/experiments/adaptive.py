@@ -10,16 +10,17 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
-import torchattacks
 from torch import nn
 
-from .attacks.base import pgd
-from .checks import check_images, check_labels
+from ..attacks.base import cross_entropy, pgd, pgd_loop, uniform_start
+from ..attacks.registry import autoattack
+from ..checks import check_images, check_labels, import_torchattacks
+from ..models import eval_mode
+from ..purify import GRADS, purify_with_pred
 
-GRADS = ("bpda", "smooth", "exact")
-ATTACKS = ("clean", "transfer", "pgd-bpda", "pgd-smooth", "pgd-exact", "apgd-ce", "apgd-t", "autoattack",
-           "square")
+# The attacks of this module by name (the paper's attacks are the registry's `tpap_nb.attacks.ATTACKS`).
+ADAPTIVE_ATTACKS = ("clean", "transfer", "pgd-bpda", "pgd-smooth", "pgd-exact", "apgd-ce", "apgd-t", "autoattack",
+                    "square")
 DEFAULT_ATTACKS = ("clean", "transfer", "pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square")
 GRADIENT_ATTACKS = ("pgd", "pgd-bpda", "pgd-smooth", "pgd-exact", "apgd-ce", "apgd-t")
 
@@ -64,18 +65,14 @@ class BareClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x.detach())
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             out = self._predict(x)
-        finally:
-            self.model.train(was_training)
         self.counts["predictions"] += x.shape[0]
         return out
 
 
 class DefendedClassifier(BareClassifier):
-    """F(x) = f(P(x)), P the TPAP purification (Eq. 7-9), with a backward pass chosen for attacks.
+    """F(x) = f(P(x)), P the TPAP purification (Eq. 7-9, `purify_with_pred`), with a backward pass chosen for attacks.
 
     The forward value is that of ``TPAP(model, xi)`` in every mode; only the gradient differs:
 
@@ -101,27 +98,10 @@ class DefendedClassifier(BareClassifier):
         self.xi, self.grad, self.tau = float(xi), grad, float(tau)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        graph = torch.is_grad_enabled() and x.requires_grad
-        create = graph and self.grad != "bpda"
-        with torch.enable_grad():
-            x_in = x if create else x.detach().requires_grad_(True)
-            self.counts["forward"] += x.shape[0]
-            logits = self.model(x_in)
-            y_pred = logits.argmax(1)  # Eq. 6
-            loss = F.cross_entropy(logits, y_pred, reduction="sum")
-            (g,) = torch.autograd.grad(loss, x_in, create_graph=create)
+        self.counts["forward"] += x.shape[0]
+        x_pur, _ = purify_with_pred(self.model, x, self.xi, grad=self.grad, tau=self.tau,
+                                    on_graph=lambda g: self._count_on_backward(g, "hvp"))  # Eq. 6-8
         self.counts["backward"] += x.shape[0]
-        x_pur = (x.detach() + self.xi * g.detach().sign()).clamp(0.0, 1.0)  # Eq. 7-8
-        if graph and self.grad == "bpda":
-            x_pur = x_pur + (x - x.detach())  # value unchanged, dP/dx = I
-        elif graph and self.grad == "exact":
-            self._count_on_backward(g, "hvp")
-            x_pur = (x + self.xi * g.sign()).clamp(0.0, 1.0)
-        elif graph:
-            self._count_on_backward(g, "hvp")
-            scale = g.detach().abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-            x_sur = (x + self.xi * torch.tanh(g / (self.tau * scale))).clamp(0.0, 1.0)
-            x_pur = x_pur + (x_sur - x_sur.detach())  # forward: sign; backward: tanh surrogate
         return self._logits(x_pur)  # Eq. 9
 
     def extra_repr(self) -> str:
@@ -138,7 +118,7 @@ def _passes(counts: dict) -> int:
 
 def pgd_adaptive(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                  alpha: float | None = None, steps: int = 50, restarts: int = 3, seed: int = 0):
-    """L-inf PGD (Madry et al.) via target's own backward and restarts; keeps any iterate that fools it."""
+    """L-inf PGD (Madry et al., `pgd_loop`) via target's own backward and restarts; keeps any iterate that fools it."""
     check_images(x)
     check_labels(y, len(x))
     alpha = 2.5 * eps / steps if alpha is None else alpha
@@ -150,22 +130,18 @@ def pgd_adaptive(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
         if idx.numel() == 0:
             break
         x0, y0 = x[idx], y[idx]
-        x_adv = (x0 + (torch.rand(x0.shape, generator=gen).to(x.device) * 2 - 1) * eps).clamp(0, 1)
-        for step in range(steps + 1):
-            with torch.enable_grad():
-                x_adv = x_adv.detach().requires_grad_(step < steps)
-                logits = target(x_adv)
-                new = (logits.argmax(1) != y0) & ~fooled[idx]
-                x_adv_best[idx[new]], fooled[idx[new]] = x_adv.detach()[new], True
-                if step == steps:
-                    break
-                (grad,) = torch.autograd.grad(F.cross_entropy(logits, y0, reduction="sum"), x_adv)
-            x_adv = torch.min(torch.max(x_adv.detach() + alpha * grad.sign(), x0 - eps), x0 + eps).clamp(0, 1)
+
+        def keep_fooling(x_adv, logits, idx=idx, y0=y0):
+            new = (logits.argmax(1) != y0) & ~fooled[idx]
+            x_adv_best[idx[new]], fooled[idx[new]] = x_adv[new], True
+
+        pgd_loop(target, x0, uniform_start(x0, eps, gen), lambda logits, y0=y0: cross_entropy(logits, y0),
+                 eps, alpha, steps, observe=keep_fooling)
     return x_adv_best
 
 
 def _craft(name, target, crafter, x, y, eps, cfg, n_classes, seed) -> torch.Tensor:
-    """x_adv of one attack; AutoAttack gets the original 100 steps (torchattacks' own default is 10)."""
+    """x_adv of one attack; AutoAttack is the registry's (the official standard version at cfg's steps/queries)."""
     if name == "clean":
         return x
     if name.startswith("transfer"):
@@ -173,21 +149,18 @@ def _craft(name, target, crafter, x, y, eps, cfg, n_classes, seed) -> torch.Tens
         return pgd(crafter, x, y, eps, 2.5 * eps / cfg["steps"], cfg["steps"], generator=gen)
     if name.startswith("pgd"):
         return pgd_adaptive(target, x, y, eps, steps=cfg["steps"], restarts=cfg["restarts"], seed=seed)
+    if name == "autoattack":  # the registry's AutoAttack (official standard settings), on F
+        return autoattack(target, x, y, eps, steps=cfg["apgd_steps"], n_queries=cfg["n_queries"], seed=seed,
+                          n_classes=n_classes).detach()
+    torchattacks = import_torchattacks()
     if name == "square":
         atk = torchattacks.Square(target, eps=eps, n_queries=cfg["n_queries"], n_restarts=1, seed=seed)
     elif name == "apgd-ce":
         atk = torchattacks.APGD(target, eps=eps, steps=cfg["apgd_steps"], n_restarts=cfg["restarts"],
                                 seed=seed)
-    elif name == "apgd-t":
+    else:
         atk = torchattacks.APGDT(target, eps=eps, steps=cfg["apgd_steps"], n_restarts=cfg["restarts"],
                                  n_classes=n_classes, seed=seed)
-    else:
-        atk = torchattacks.AutoAttack(target, eps=eps, version="standard", n_classes=n_classes, seed=seed)
-        for sub in atk._autoattack.attacks:
-            if hasattr(sub, "n_queries"):
-                sub.n_queries = cfg["n_queries"]
-            else:
-                sub.steps = cfg["apgd_steps"]
     return atk(x, y).detach()
 
 
@@ -236,9 +209,9 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     """
     check_images(x)
     check_labels(y, len(x))
-    unknown = [a for a in attacks if a not in ATTACKS]
+    unknown = [a for a in attacks if a not in ADAPTIVE_ATTACKS]
     if unknown:
-        raise ValueError(f"Unknown attack(s) {unknown}; choose from {ATTACKS}.")
+        raise ValueError(f"Unknown attack(s) {unknown}; choose from {ADAPTIVE_ATTACKS}.")
     if grad not in GRADS:
         raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
     sources = {"bare": model} if sources is None else sources

@@ -3,7 +3,6 @@ feature space, silhouette in the t-SNE plane), so the figure's claim becomes a n
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -12,12 +11,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.base import fgsm, pgd
-from .checks import check_images
-from .evaluate import pgd20_step
-from .gradcam import predict_with_confidence
-
-FALLBACK = "pgd20_2eps"  # stands in for registry attacks when tpap_nb.attacks.registry cannot be imported
+from ..attacks.base import fgsm, pgd
+from ..attacks.registry import attack_settings, build_attack
+from ..checks import check_images
+from ..evaluate import pgd20_step, predict
+from ..models import eval_mode
+from ..purify import purify
 
 
 def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dict[str, Callable | None]:
@@ -25,8 +24,7 @@ def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dic
 
     'fgsm' and 'pgd20' are the kit's own (PGD-20 step `pgd20_step(cfg)`), 'pgd20_2eps' is PGD-20 at
     twice the radius; other names go to the registry (`build_attack`) with eps, alpha moved to the
-    profile's radius and iteration counts times cfg['attack_scale']. When the registry cannot be
-    imported they are replaced by 'pgd20_2eps', with a warning.
+    profile's radius and iteration counts times cfg['attack_scale'].
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
@@ -35,18 +33,11 @@ def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dic
     own = {"clean": None,
            "fgsm": lambda x, y: fgsm(model, x, y, eps),
            "pgd20": lambda x, y: pgd(model, x, y, eps, step, steps20, True),
-           FALLBACK: lambda x, y: pgd(model, x, y, 2 * eps, 2 * step, steps20, True)}
+           "pgd20_2eps": lambda x, y: pgd(model, x, y, 2 * eps, 2 * step, steps20, True)}
     out = {}
     for name in names:
         if name in own:
             out[name] = own[name]
-            continue
-        try:
-            from .attacks import attack_settings, build_attack
-        except ImportError as err:
-            warnings.warn(f"The attack registry does not import ({err}); {name!r} is replaced by {FALLBACK!r}.",
-                          stacklevel=2)
-            out[FALLBACK] = own[FALLBACK]
             continue
         defaults = attack_settings(name)
         settings = {"scale": scale}
@@ -62,12 +53,8 @@ def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dic
 def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> np.ndarray:
     """Penultimate-layer features `model.features(x)` (Fig. 7), in eval mode, as a float64 array."""
     check_images(x)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         feats = torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
     return feats.cpu().double().numpy()
 
 
@@ -130,8 +117,6 @@ def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Seq
     """
     from tqdm.auto import tqdm
 
-    from .purify import purify
-
     panels, records = {}, []
     for row, (model, xi) in rows.items():
         built = fig7_attacks(model, attacks, cfg)
@@ -141,11 +126,11 @@ def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Seq
             if xi is not None:
                 x_in = purify(model, x_in, xi)
             feats = extract_features(model, x_in)
-            y_pred, _ = predict_with_confidence(model, x_in)
+            y_pred = predict(model, x_in)
             emb = tsne_embed(feats, seed=seed, perplexity=perplexity)
             scores = separation_scores(feats, y, emb, k=k, seed=seed)
             panels[(row, name)] = {"emb": emb, "labels": y.cpu().numpy(), "scores": scores}
-            records.append({"row": row, "attack": name, "accuracy": float((y_pred == y.cpu()).float().mean())}
+            records.append({"row": row, "attack": name, "accuracy": float((y_pred.cpu() == y.cpu()).float().mean())}
                            | scores)
     return panels, records
 

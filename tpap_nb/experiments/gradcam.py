@@ -14,8 +14,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.base import pgd
-from .checks import check_images
+from ..attacks.base import pgd
+from ..checks import check_images
+from ..evaluate import predict
+from ..models import eval_mode
+from ..purify import purify
 
 
 def find_layer(model: nn.Module, name: str | None = None) -> nn.Module:
@@ -29,19 +32,6 @@ def find_layer(model: nn.Module, name: str | None = None) -> nn.Module:
         convs = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Sequential)) and n]
         raise ValueError(f"The model has no submodule {name!r}; some candidates: {convs[:12]}.")
     return modules[name]
-
-
-@torch.no_grad()
-def predict_with_confidence(model: nn.Module, x: torch.Tensor, batch_size: int = 512):
-    """(y_pred, softmax confidence of y_pred) in eval mode; the model's mode is restored."""
-    was = model.training
-    model.eval()
-    try:
-        probs = torch.cat([model(x[i:i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
-    conf, y_pred = probs.max(1)
-    return y_pred, conf
 
 
 def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None = None,
@@ -58,34 +48,34 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None
 
     check_images(x)
     layer = layer if layer is not None else find_layer(model)
-    y_pred, conf = predict_with_confidence(model, x)
+    y_pred, conf = predict(model, x, confidence=True)
     targets = y_pred if targets is None else targets.to(x.device)
-    was_training = model.training
     params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
     cams, layer_hw = [], None
-    try:
-        for p in params:  # weights get no gradient: the input carries it to the target layer instead
-            p.requires_grad_(False)
-        with torch.enable_grad():
-            for i in range(0, len(x), batch_size):
-                xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
-                tb = targets[i:i + batch_size]
-                result = None
-                # As a context manager, GradCAM removes its forward hooks on exit. Its __exit__
-                # also swallows IndexError (prints it and returns True), hence the check below.
-                with GradCAM(model=model, target_layers=[layer]) as cam:
-                    result = cam(input_tensor=xb, targets=[ClassifierOutputTarget(int(c)) for c in tb])
-                    layer_hw = tuple(cam.activations_and_grads.activations[0].shape[-2:])
-                    cam.outputs = None  # drop the retained graph now
-                if result is None:
-                    raise RuntimeError("pytorch-grad-cam failed inside its context manager (see the message above).")
-                cams.append(np.asarray(result, dtype=np.float32))
-    finally:
-        for p, (req, grad) in zip(params, saved):
-            p.requires_grad_(req)
-            p.grad = grad
-        model.train(was_training)
+    with eval_mode(model):  # pytorch-grad-cam sets eval mode and never restores it
+        try:
+            for p in params:  # weights get no gradient: the input carries it to the target layer instead
+                p.requires_grad_(False)
+            with torch.enable_grad():
+                for i in range(0, len(x), batch_size):
+                    xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
+                    tb = targets[i:i + batch_size]
+                    result = None
+                    # As a context manager, GradCAM removes its forward hooks on exit. Its __exit__
+                    # also swallows IndexError (prints it and returns True), hence the check below.
+                    with GradCAM(model=model, target_layers=[layer]) as cam:
+                        result = cam(input_tensor=xb, targets=[ClassifierOutputTarget(int(c)) for c in tb])
+                        layer_hw = tuple(cam.activations_and_grads.activations[0].shape[-2:])
+                        cam.outputs = None  # drop the retained graph now
+                    if result is None:
+                        raise RuntimeError("pytorch-grad-cam failed inside its context manager "
+                                           "(see the message above).")
+                    cams.append(np.asarray(result, dtype=np.float32))
+        finally:
+            for p, (req, grad) in zip(params, saved):
+                p.requires_grad_(req)
+                p.grad = grad
     cam = np.concatenate(cams) if cams else np.zeros((0, *x.shape[-2:]), np.float32)
     return {"cam": cam, "y_pred": y_pred.cpu(), "conf": conf.cpu(), "layer_hw": layer_hw}
 
@@ -216,8 +206,6 @@ def fig6_attention(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     the model predicts for that input. Returns {'inputs', 'cam', 'y_pred', 'conf'} keyed by
     FIG6_COLUMNS, and 'layer_hw'.
     """
-    from .purify import purify
-
     gen = torch.Generator().manual_seed(seed)
     x_pgd = pgd(model, x, y, eps, alpha, steps, True, generator=gen)
     inputs = {"x_c": x, "x_pgd20": x_pgd, "x_c.pur": purify(model, x, xi), "x_pgd20.pur": purify(model, x_pgd, xi)}
