@@ -6,14 +6,17 @@ PROFILE ?= quick
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 CELL_TIMEOUT ?= 900
 
-.PHONY: run test setup lab nb bench lint clean
+.PHONY: run test setup lab nb bench readme lint clean
 
-## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures into figures/
+## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures into figures/, then
+## the README's results section from them (make readme)
 run: $(VENV)/.installed
 	$(PY) -m tpap_nb.notebooks --profile $(PROFILE) --out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
+	$(PY) -m tpap_nb.readme
 
-## test: pytest, then every notebook on the smoke profile (what CI runs)
+## test: lint, pytest, then every notebook on the smoke profile (what CI runs)
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check tpap_nb tests
 	$(PY) -m pytest -q
 	TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 300
 
@@ -34,9 +37,13 @@ lab: $(VENV)/.installed
 nb: $(VENV)/.installed
 	$(PY) -m tpap_nb.notebooks --profile $(PROFILE) --only $(NB) --out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
 
-## bench: speed ratios on this machine (python -m tpap_nb.bench --help for options)
+## bench: speed ratios on this machine (python -m tpap_nb.experiments.cost --help for options)
 bench: $(VENV)/.installed
-	$(PY) -m tpap_nb.bench
+	$(PY) -m tpap_nb.experiments.cost
+
+## readme: rewrite the README's results section from figures/*.json (the last run's numbers)
+readme: $(VENV)/.installed
+	$(PY) -m tpap_nb.readme
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tpap_nb tests

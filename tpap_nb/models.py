@@ -225,7 +225,7 @@ def fold_bn(model: nn.Module) -> nn.Module:
     into that convolution (w' = w * g / s, b' = (b - mu) * g / s + beta, s = sqrt(var + eps)).
 
     Same function as `model.eval()` up to float rounding, fewer passes over memory: TPAP's
-    input-gradient step no longer runs a BatchNorm backward (`python -m tpap_nb.bench` measures
+    input-gradient step no longer runs a BatchNorm backward (`python -m tpap_nb.experiments.cost` measures
     it). The copy is a torch.fx GraphModule; `model` is left untouched, so fold again after training.
     """
     import torch.fx as fx

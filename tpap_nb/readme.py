@@ -1,0 +1,163 @@
+"""The README's results section, written from the figures' provenance JSON of the last run.
+
+    python -m tpap_nb.readme            (make readme)   rewrite README.md between the markers
+    python -m tpap_nb.readme --check                   exit 1 when the README is stale
+
+Every number in the section comes from figures/*.json (written by `plots.save_figure` during
+`make run`) or from the paper's tables (`paper.py`), so the README cannot drift from the figures
+it shows; tests/test_readme.py checks that the committed section is what this module writes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .config import REPO
+from .paper import TABLE2, TABLE6, TABLE7
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+COLUMNS = ("clean", "fgsm", "pgd20", "pgd100", "cw2", "ddn", "aa", "sta", "fwa", "tidim")
+HEADS = ("clean", "FGSM", "PGD-20", "PGD-100", "CW2", "DDN", "AA", "STA", "FWA", "TI-DIM")
+
+
+def _load(figures: Path, name: str) -> dict:
+    path = figures / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the notebooks (make run) before `make readme`.")
+    return json.loads(path.read_text())
+
+
+def _f(v, nd: int = 1) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def _row(label: str, values: dict, nd: int = 1) -> str:
+    return f"| {label} | " + " | ".join(_f(values.get(c), nd) for c in COLUMNS) + " |"
+
+
+def results_section(figures: Path | None = None) -> str:
+    """The Markdown between the README's result markers, from figures/*.json."""
+    figures = Path(figures) if figures is not None else REPO / "figures"
+    curves, sweep, heat = _load(figures, "01_training_curves"), _load(figures, "02_xi_sweep"), \
+        _load(figures, "03_attack_heatmap")
+    adaptive, tsne, cost = _load(figures, "07_adaptive_attacks"), _load(figures, "05_tsne"), \
+        _load(figures, "06_cost_ratios")
+    s = heat["settings"]
+    commits = sorted({d["commit"] for d in (curves, sweep, heat, adaptive, tsne, cost)})
+    c = curves["numbers"]
+    table = heat["numbers"]["table"]
+
+    def col(recipe: str, defence: str) -> dict:
+        return {a: table.get(a, {}).get(f"{recipe} / {defence}") for a in COLUMNS}
+
+    bare, tpap, star = col("fgsm", "bare"), col("fgsm", "TPAP"), col("fgsm_multi", "TPAP")
+    t6 = TABLE6
+    xi_rows = sweep["numbers"]["records"]
+    pgd_by_xi = {r["xi"]: r["accuracy"] for r in xi_rows if r["attack"] == "pgd20"}
+    clean_by_xi = {r["xi"]: r["accuracy"] for r in xi_rows if r["attack"] == "clean"}
+    best_xi = max(pgd_by_xi, key=pgd_by_xi.get)
+    eps = s["eps"]
+    at_eps = min(pgd_by_xi, key=lambda v: abs(v - eps))
+    pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
+    t7 = {name: col(r, "TPAP") for name, r in (("CW2-AT", "cw2"), (pgd_at_name, "pgd"), ("FGSM-AT", "fgsm"))}
+    a = adaptive["numbers"]["table"]
+    ta, bare_a, pgd_at = a["TPAP"], a.get("bare", {}), a.get("PGD-AT", {})
+    protocol = next((v for k, v in ta.items() if k.startswith("transfer:bare")), None)
+    grads = [k for k in ("pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square") if k in ta]
+    recs = {(r["row"], r["attack"]): r for r in tsne["numbers"]["records"]}
+    attacked = [k for (row, k) in recs if row == "TPAP" and k != "clean" and ("PGD-AT", k) in recs]
+    better = [k for k in attacked if recs["TPAP", k]["knn_acc"] > recs["PGD-AT", k]["knn_acc"]]
+    cn = cost["numbers"]
+    lines = [
+        f"Written by `make readme` from `figures/*.json` of the last `make run`: profile `{s['profile']}` "
+        f"({s['dataset']}, {s['model']}, eps = {eps:g}, xi = {s['xi']:g}), {curves['device']}, "
+        f"commit {', '.join(commits)}. The full account of that run is in [docs/results.md](docs/results.md).",
+        "",
+        f"**Robust overfitting (01, Fig. 1/4).** Epoch {s['epochs']}, {s['n_eval']} test images: bare clean "
+        f"{_f(c['test_clean'])}, FGSM {_f(c['test_fgsm'])}, PGD-20 {_f(c['test_pgd20'])} % (train FGSM "
+        f"{_f(c['train_fgsm'])} %, train PGD-20 {_f(c['train_pgd20'])} %); with TPAP clean {_f(c['tpap_clean'])}, "
+        f"PGD-20 {_f(c['tpap_pgd20'])} %.",
+        "",
+        "![training curves](figures/01_training_curves.png)",
+        "",
+        f"**Tab. 6 (03, {s['n_attack']} test images).** Without / with purification: clean "
+        f"{_f(bare['clean'])} / {_f(tpap['clean'])}, FGSM {_f(bare['fgsm'])} / {_f(tpap['fgsm'])}, PGD-20 "
+        f"{_f(bare['pgd20'])} / {_f(tpap['pgd20'])} (paper: {t6['without purification']['clean']} / "
+        f"{t6['with purification']['clean']}, {t6['without purification']['fgsm']} / "
+        f"{t6['with purification']['fgsm']}, {t6['without purification']['pgd20']} / "
+        f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {best_xi:g} "
+        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {at_eps:g} (about eps) it is "
+        f"{_f(pgd_by_xi[at_eps])} % (clean {_f(clean_by_xi[at_eps])} %).",
+        "",
+        "![xi sweep](figures/02_xi_sweep.png)",
+        "",
+        f"**Tab. 2 (03, {s['n_attack']} test images, attacks crafted on the bare model, then purified; "
+        f"attack iterations x {s['attack_scale']:g}).**",
+        "",
+        "| | " + " | ".join(HEADS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+        _row("paper TPAP", TABLE2["TPAP"], 2),
+        _row("ours TPAP", tpap),
+        _row("ours bare FGSM-RO", bare),
+        _row("paper TPAP*", TABLE2["TPAP*"], 2),
+        _row("ours TPAP*", star),
+        "",
+        "Tab. 7 (other training attacks, then purification), clean / PGD-20: "
+        + ", ".join(f"{k} {_f(v['clean'])} / {_f(v['pgd20'])}" for k, v in t7.items())
+        + " (paper: " + ", ".join(f"{k} {v['clean']} / {v['pgd20']}" for k, v in TABLE7.items()) + ").",
+        "",
+        "![heatmap](figures/03_attack_heatmap.png)",
+        "",
+        f"**Beyond the paper: adaptive attacks (07, {s['n_adaptive']} test images).** Under the paper's protocol "
+        f"TPAP keeps {_f(protocol)} % (clean {_f(ta.get('clean'))} %); attacked as a whole pipeline its per-sample "
+        f"worst case is {_f(ta.get('worst-case'))} % ("
+        + ", ".join(f"{k} {_f(ta[k])}" for k in grads)
+        + f"); bare model {_f(bare_a.get('worst-case'))} %, {pgd_at_name} {_f(pgd_at.get('worst-case'))} %.",
+        "",
+        "![adaptive](figures/07_adaptive_attacks.png)",
+        "",
+        f"**Fig. 7, Tab. 5 (05, 06).** t-SNE: TPAP's purified features separate the classes better than PGD-AT's "
+        f"attacked ones (k-NN accuracy) under {len(better)} of {len(attacked)} attacks "
+        f"({', '.join(better) or 'none'}). Cost on "
+        f"{cost['device']}: FGSM-AT training takes {cn['ours: train time, FGSM-AT / PGD-AT']:.2f}x the time of "
+        f"{pgd_at_name}, TPAP inference {cn['ours: test time, TPAP / plain']:.2f}x plain inference "
+        f"({cn['ours: test FLOPs, TPAP / plain']:.1f}x the FLOPs).",
+    ]
+    return "\n".join(lines)
+
+
+def split(text: str) -> tuple[str, str, str]:
+    """(before, section, after) of a README around the result markers."""
+    if text.count(START) != 1 or text.count(END) != 1:
+        raise ValueError(f"The README needs exactly one {START} and one {END} line.")
+    before, rest = text.split(START)
+    section, after = rest.split(END)
+    return before, section.strip("\n"), after
+
+
+def update(readme: Path | None = None, figures: Path | None = None, check: bool = False) -> bool:
+    """Rewrite the section (or with check=True only compare); True when it was up to date."""
+    readme = Path(readme) if readme is not None else REPO / "README.md"
+    before, old, after = split(readme.read_text())
+    new = results_section(figures)
+    if not check and new != old:
+        readme.write_text(f"{before}{START}\n{new}\n{END}{after}")
+    return new == old
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only say whether README.md is up to date")
+    ap.add_argument("--figures", type=Path, default=None, help="folder of the figures' JSON (default figures/)")
+    a = ap.parse_args(argv)
+    fresh = update(figures=a.figures, check=a.check)
+    print("README results: " + ("up to date" if fresh else "stale" if a.check else "rewritten"))
+    if a.check and not fresh:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
