@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
+import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +34,7 @@ class Dataset:
     y_test: torch.Tensor
     classes: list = field(default_factory=list)
     augment: str = "none"  # "crop_flip" (CIFAR, SVHN-free), "flip" (Tiny-ImageNet), "none"
+    source: str = ""  # where the pixels came from, e.g. "torchvision" or "jpeg:/path" (provenance)
 
     @property
     def num_classes(self) -> int:
@@ -46,7 +51,7 @@ class Dataset:
     def to(self, device) -> Dataset:
         """Move all tensors to `device` once (the loader never copies per batch)."""
         move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
-        return Dataset(self.name, classes=self.classes, augment=self.augment, **move)
+        return Dataset(self.name, classes=self.classes, augment=self.augment, source=self.source, **move)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
         """A class-mixed random subset (fixed by `seed`) of the train and/or test split."""
@@ -60,7 +65,7 @@ class Dataset:
 
         xtr, ytr = pick(self.x_train, self.y_train, n_train)
         xte, yte = pick(self.x_test, self.y_test, n_test)
-        return Dataset(self.name, xtr, ytr, xte, yte, self.classes, self.augment)
+        return Dataset(self.name, xtr, ytr, xte, yte, self.classes, self.augment, self.source)
 
     def test_batch(self, n: int, device=None):
         """The first n test examples as float [0, 1] images: the fixed evaluation subset."""
@@ -192,11 +197,40 @@ def _torchvision(name: str, cls_name: str, root: Path, download: bool) -> Datase
     augment = "crop_flip" if name.startswith("cifar") else "none"
     t = torch.as_tensor
     return Dataset(name, _to_tensor_images(xtr), t(np.asarray(ytr)).long(), _to_tensor_images(xte),
-                   t(np.asarray(yte)).long(), classes, augment)
+                   t(np.asarray(yte)).long(), classes, augment, "torchvision")
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def cifar10_jpeg_dirs(root: Path) -> list[Path]:
+    """Where a CIFAR-10 JPEG copy is looked for: $TPAP_CIFAR10_JPEG, then ROOT/cifar10-jpeg."""
+    env = os.environ.get("TPAP_CIFAR10_JPEG")
+    return ([Path(env).expanduser()] if env else []) + [root / "cifar10-jpeg"]
 
 
 def _cifar10(root, download):
-    return _torchvision("cifar10", "CIFAR10", root, download)
+    """The official pickles (on disk, else downloaded); a JPEG copy in class folders or zips when found first.
+
+    Order: pickles already under ROOT; a JPEG copy (train/<class>/*.jpg, test/<class>/*.jpg, or
+    train.zip / test.zip holding them) under $TPAP_CIFAR10_JPEG or ROOT/cifar10-jpeg; a download.
+    A JPEG copy is not bit-identical to the pickles (JPEG compression): `Dataset.source` says which.
+    """
+    try:
+        return _torchvision("cifar10", "CIFAR10", root, download=False)
+    except DatasetUnavailable:
+        pass
+    for folder in cifar10_jpeg_dirs(root):
+        if _has_image_tree(folder):
+            return _folder(folder, root, name="cifar10", classes=CIFAR10_CLASSES)
+    try:
+        return _torchvision("cifar10", "CIFAR10", root, download)
+    except DatasetUnavailable as err:
+        jpeg = " or ".join(str(d) for d in cifar10_jpeg_dirs(root))
+        raise DatasetUnavailable(
+            f"{err}\n(3) or put CIFAR-10 as JPEG class folders (train/<class>/*.jpg, test/<class>/*.jpg, or the "
+            f"zips train.zip / test.zip holding them) in {jpeg}, or set TPAP_CIFAR10_JPEG to such a folder."
+        ) from None
 
 
 def _cifar100(root, download):
@@ -238,28 +272,120 @@ def _read_images(items) -> tuple[torch.Tensor, torch.Tensor]:
     return _to_tensor_images(np.stack(xs)), torch.tensor([lbl for _, lbl in items]).long()
 
 
-def _folder(path: Path) -> Dataset:
-    """Bring-your-own images: PATH/train/<class>/* and PATH/test/<class>/* (same class names)."""
-    splits = {}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def _split_source(path: Path, split: str):
+    """PATH/split/ as a folder, else PATH/split.zip; None when neither exists."""
+    if (path / split).is_dir():
+        return path / split
+    if (path / f"{split}.zip").is_file():
+        return path / f"{split}.zip"
+    return None
+
+
+def _has_image_tree(path: Path) -> bool:
+    return all(_split_source(path, s) is not None for s in ("train", "test"))
+
+
+def _tree_items(src: Path, split: str) -> dict[str, list]:
+    """{class name: sorted member names or paths} of one split, from a folder or a zip."""
+    found: dict[str, list] = {}
+    if src.is_dir():
+        for c in sorted(d for d in src.iterdir() if d.is_dir()):
+            found[c.name] = sorted(p for p in c.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return found
+    with zipfile.ZipFile(src) as zf:
+        for member in sorted(zf.namelist()):
+            parts = member.split("/")
+            if parts and parts[0] == split:  # the zip may or may not hold a top-level split/ folder
+                parts = parts[1:]
+            if len(parts) == 2 and Path(parts[1]).suffix.lower() in IMAGE_SUFFIXES:
+                found.setdefault(parts[0], []).append(member)
+    return found
+
+
+def _read_tree(src: Path, items: list) -> np.ndarray:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    desc = f"reading {src.name}"
+    if src.is_dir():
+        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in tqdm(items, desc=desc, leave=False)])
+    with zipfile.ZipFile(src) as zf:
+        return np.stack([np.asarray(Image.open(io.BytesIO(zf.read(m))).convert("RGB"))
+                         for m in tqdm(items, desc=desc, leave=False)])
+
+
+def _folder_cache(path: Path, sources: dict, root: Path) -> Path:
+    stamp = json.dumps({s: [str(p.resolve()), p.stat().st_mtime_ns] for s, p in sources.items()}, sort_keys=True)
+    return root / "cache" / f"folder-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.npz"
+
+
+def _folder(path: Path, root: Path | None = None, name: str | None = None, classes: list | None = None) -> Dataset:
+    """Bring-your-own images: PATH/{train,test}/<class>/* or PATH/{train,test}.zip holding them.
+
+    Read once, then cached as uint8 arrays under ROOT/cache (default TPAP_DATA; keyed by path and
+    modification time). `classes` fixes the label order (default: sorted folder names of train/).
+    """
+    sources = {}
     for split in ("train", "test"):
-        d = path / split
-        if not d.is_dir():
+        src = _split_source(path, split)
+        if src is None:
             raise DatasetUnavailable(
-                f"Image folder {path} has no '{split}/' subfolder. Expected {path}/train/<class>/*.png|jpg "
-                f"and {path}/test/<class>/*; unzip your archives there first."
+                f"Image folder {path} has no '{split}/' subfolder (nor {split}.zip). Expected "
+                f"{path}/train/<class>/*.png|jpg and {path}/test/<class>/* (or train.zip / test.zip holding them)."
             )
-        splits[split] = sorted(c.name for c in d.iterdir() if c.is_dir())
-    classes = splits["train"]
-    if splits["test"] != classes:
-        raise DatasetUnavailable(f"{path}: train/ and test/ have different class folders.")
-    data = {}
+        sources[split] = src
+    cache = _folder_cache(path, sources, root if root is not None else data_root())
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as f:
+            arrs = {k: f[k] for k in f.files}
+    else:
+        trees = {s: _tree_items(src, s) for s, src in sources.items()}
+        classes = list(classes) if classes is not None else sorted(trees["train"])
+        for split, tree in trees.items():
+            if sorted(tree) != sorted(classes):
+                raise DatasetUnavailable(
+                    f"{sources[split]}: class folders {sorted(tree)} differ from the expected {sorted(classes)}.")
+        arrs = {"classes": np.array(classes)}
+        for split, tree in trees.items():
+            items = [(m, i) for i, c in enumerate(classes) for m in tree[c]]
+            arrs[f"x_{split}"] = _read_tree(sources[split], [m for m, _ in items])
+            arrs[f"y_{split}"] = np.array([i for _, i in items], dtype=np.int64)
+        _save_npz_atomic(cache, arrs)
+    size = arrs["x_train"].shape[1]
+    t = torch.from_numpy
+    return Dataset(name or f"folder:{path.name}", _to_tensor_images(arrs["x_train"]), t(arrs["y_train"]),
+                   _to_tensor_images(arrs["x_test"]), t(arrs["y_test"]), [str(c) for c in arrs["classes"]],
+                   "crop_flip" if size <= 64 else "flip", f"images:{path}")
+
+
+def _save_npz_atomic(path: Path, arrs: dict) -> None:
+    """Write a cache file with temp + rename; an unwritable cache folder only costs a re-read next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrs)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def mix_class_order(data: Dataset, seed: int = 0) -> Dataset:
+    """A split stored in class order (labels sorted, e.g. image folders) is shuffled once, seeded.
+
+    So `test_batch(n)` and the per-epoch train subset (the first n examples) mix the classes for
+    every data set; a split that is already mixed keeps its order (and its numbers).
+    """
+    out = {}
     for split in ("train", "test"):
-        items = [(p, i) for i, c in enumerate(classes) for p in sorted((path / split / c).iterdir())
-                 if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")]
-        data[split] = _read_images(items)
-    size = data["train"][0].shape[-1]
-    return Dataset(f"folder:{path.name}", *data["train"], *data["test"], classes,
-                   "crop_flip" if size <= 64 else "flip")
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if len(y) > 1 and y.min() != y.max() and bool((y[1:] >= y[:-1]).all()):
+            idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)
+            x, y = x[idx], y[idx]
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    return Dataset(data.name, classes=data.classes, augment=data.augment, source=data.source, **out)
 
 
 def _npz(path: Path) -> Dataset:
@@ -301,8 +427,12 @@ def _unavailable(name: str, root: Path, reason) -> DatasetUnavailable:
 def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
     """Load a named data set, 'caltech101[-SIZE]', 'folder:PATH' (train/<class>/, test/<class>/) or 'npz:FILE'."""
     root = Path(root) if root is not None else data_root()
+    return mix_class_order(_load(name, root, download))
+
+
+def _load(name: str, root: Path, download: bool) -> Dataset:
     if name.startswith("folder:"):
-        return _folder(Path(name[7:]).expanduser())
+        return _folder(Path(name[7:]).expanduser(), root)
     if name.startswith("npz:"):
         return _npz(Path(name[4:]).expanduser())
     if name.startswith("caltech101"):
