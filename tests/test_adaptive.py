@@ -166,7 +166,11 @@ def test_evaluate_adaptive_records_and_worst_case(tiny):
     assert by["TPAP", "transfer:bare"]["grad"] == "source:bare"
     assert math.isclose(by["TPAP", "square"]["passes_per_pred"], 3.0)
     assert math.isclose(by["bare", "square"]["passes_per_pred"], 1.0)
-    assert isinstance(gradient_masking_flag(records), bool)
+    tpap = [r for r in records if r["defence"] == "TPAP"]
+    square = min(r["accuracy"] for r in tpap if r["attack"] == "square")
+    gradient = min(r["accuracy"] for r in tpap if r["attack"] in ("pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t"))
+    assert gradient_masking_flag(records) is (square < gradient)  # the rule, on these records
+    assert ("its gradients are masked" in verdict(records)) is (square < gradient)
     text = verdict(records)
     assert f"{by['TPAP', 'worst-case']['accuracy']:.1%}" in text
 

@@ -255,6 +255,7 @@ def linear(digits):
     return _train(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), x[:1500], y[:1500], 200, 0.05)
 
 
+@pytest.mark.slow
 def test_autoattack_reaches_the_exact_robust_accuracy_of_a_linear_model(digits, linear):
     x, y = digits
     x, y, eps = x[1500:1600], y[1500:1600], 0.06

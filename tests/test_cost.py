@@ -95,5 +95,12 @@ def test_paper_table5_is_k_forward_passes():
     assert eq["TPAP test"] == pytest.approx(4, rel=0.01)
 
 
-def test_recorded_train_seconds_is_none_without_a_checkpoint():
-    assert cost.recorded_train_seconds(tp.get_profile("smoke"), "pgd") is None
+def test_recorded_train_seconds_reads_the_checkpoints_history(digits):
+    import statistics
+
+    cfg = tp.get_profile("smoke", epochs=3, width=4, eval_every=0)
+    assert cost.recorded_train_seconds(cfg, "fgsm") is None  # not trained yet
+    _, history, _ = tp.get_or_train(cfg, progress=False, data=digits.subset(n_train=64))
+    secs = cost.recorded_train_seconds(cfg, "fgsm")
+    assert secs == statistics.median(h["train_seconds"] for h in history) and secs > 0
+    assert cost.recorded_train_seconds(cfg, "pgd") is None  # another recipe: its own checkpoint

@@ -20,6 +20,8 @@ from tpap_nb.data import load_dataset
 from tpap_nb.evaluate import robust_predictions
 from tpap_nb.train import fit, load_model
 
+pytestmark = pytest.mark.slow  # process groups and training: seconds each
+
 RECIPES = ("plain", "fgsm")
 # 211 examples in batches of 40: five even batches, then 11 split 6/5 (unequal shards).
 CFG = get_profile("smoke", epochs=2, batch_size=40, eval_every=0, lr=0.05, milestones=(1,))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PKG = Path(__file__).resolve().parent.parent / "tpap_nb"
 # Not core and not an experiment: the exercise answers (they call experiments; a later issue moves
 # them to a solutions/ tree).
@@ -92,6 +94,7 @@ def test_import_tpap_nb_does_not_import_torchattacks():
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_a_missing_torchattacks_gives_one_clear_error():
     """With torchattacks hidden, the core works and AutoAttack says how to install it."""
     code = """

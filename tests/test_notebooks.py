@@ -8,10 +8,32 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_ordered_notebooks():
+def test_there_are_ordered_notebooks_and_the_readme_lists_each():
     names = [p.name for p in NOTEBOOKS]
     assert names[:3] == ["00_start_here.ipynb", "01_train_fgsm_ro.ipynb", "02_purification.ipynb"]
     assert all(n[:2].isdigit() and n[2] == "_" for n in names)
+    assert [int(n[:2]) for n in names] == list(range(len(names)))  # no gap, no duplicate number
+    readme = (NOTEBOOKS[0].parent.parent / "README.md").read_text()
+    assert all(f"| `{p.stem}` |" in readme for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_import_of_a_notebook_resolves(path):
+    """A moved or renamed function breaks here, not minutes into a papermill run."""
+    import importlib
+
+    nb = json.loads(path.read_text())
+    for cell in (c for c in nb["cells"] if c["cell_type"] == "code"):
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("tpap_nb"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name) or importlib.util.find_spec(
+                        f"{node.module}.{alias.name}"), f"{path.name}: {node.module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("tpap_nb"):
+                        importlib.import_module(alias.name)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

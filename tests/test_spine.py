@@ -150,6 +150,7 @@ def test_our_fgsm_and_pgd_match_torchattacks():
     assert torch.allclose(pgd(model, x, y, 0.1, 0.02, 5, random_start=False), ref, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fgsm_accuracy_reaches_zero_as_eps_grows(digits):
     model = fresh_cnn(3, width=16)
     cfg = tp.get_profile("smoke", epochs=3, eval_every=0, width=16) | {"recipe": "plain"}
@@ -173,6 +174,7 @@ def _cfg(**kw):
     return tp.get_profile("smoke", **({"epochs": 4, "width": 8, "eval_every": 2, "n_eval": 32} | kw))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(digits, tmp_path, monkeypatch):
     small = digits.subset(n_train=256)
     cfg = _cfg()
@@ -219,16 +221,20 @@ def test_checkpoint_for_another_model_or_dataset_is_refused(digits, tmp_path):
 
 
 class Evil:
+    target = ""
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /tmp/tpap_pwned",))
+        return (os.system, (f"echo pwned > {self.target}",))
 
 
 def test_untrusted_pickle_is_refused_without_running_it(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format": "tpap_nb-checkpoint-1", "x": Evil()}, path)
+    path, proof = tmp_path / "evil.pt", tmp_path / "pwned"
+    evil = Evil()
+    evil.target = str(proof)
+    torch.save({"format": "tpap_nb-checkpoint-1", "x": evil}, path)
     with pytest.raises(tp.CheckpointError, match="refused"):
         tp.load_model(path)
-    assert not os.path.exists("/tmp/tpap_pwned")
+    assert not proof.exists()
 
 
 def test_get_or_train_reuses_the_checkpoint(digits):
@@ -291,6 +297,7 @@ def test_fast_path_bf16_channels_last_trains_and_is_named(digits):
         tp.fit(model, small, cfg | {"amp": "fp8"}, progress=False)
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager(digits):
     """fit(compile=...) trains through torch.compile; 'aot_eager' traces forward and backward
     like inductor does, without a C++ toolchain, so the result must match eager closely."""
