@@ -6,7 +6,7 @@ PROFILE ?= quick
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 CELL_TIMEOUT ?= 900
 
-.PHONY: run test setup lab nb bench readme lint clean
+.PHONY: run test setup lab nb bench gpu-check readme lint clean
 
 ## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures into figures/, then
 ## the README's results section from them (make readme)
@@ -44,6 +44,11 @@ bench: $(VENV)/.installed
 ## readme: rewrite the README's results section from figures/*.json (the last run's numbers)
 readme: $(VENV)/.installed
 	$(PY) -m tpap_nb.readme
+
+## gpu-check: the GPU check (bench, paper epochs, the gpu profile, a Tab. 2 subset) into $(OUT) (~9 min on one H100)
+OUT ?= build/gpu-check
+gpu-check:
+	$(PYTHON) -m tpap_nb.experiments.gpu_check --out $(OUT)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tpap_nb tests

@@ -148,6 +148,36 @@ def attack_settings(name: str, **overrides) -> dict:
     return cfg
 
 
+def _radius(eps: float) -> str:
+    """8/255 when eps is a whole number of 255ths, else the number itself (0.3)."""
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
+
+
+def attack_label(name: str, settings: dict, n: int | None = None) -> str:
+    """What ran, for a table header or a caption: steps x step size, restarts or queries, radius, n."""
+    s, parts = settings, []
+    if "alpha" in s and "steps" in s:
+        parts.append(f"{s['steps']} x {_radius(s['alpha'])}" + (", random start" if s.get("random_start") else ""))
+    elif "steps" in s:
+        parts.append(f"{s['steps']} iterations")
+    if "n_queries" in s:
+        parts.append(f"Square {s['n_queries']} queries")
+    if "search_steps" in s:
+        parts.append(f"{s['search_steps']} search rounds")
+    if "binary_search_steps" in s:
+        parts.append(f"{s['binary_search_steps']} binary-search steps")
+    if "eps" in s:
+        parts.append(f"eps {_radius(s['eps'])}")
+    if s.get("budget") is not None and "budget" in s:
+        parts.append(f"L2 <= {s['budget']:g}")
+    if s.get("max_flow") is not None and "max_flow" in s:
+        parts.append(f"flow <= {s['max_flow']:g} px")
+    if n is not None:
+        parts.append(f"n = {n}")
+    return f"{name} ({', '.join(parts)})"
+
+
 def attack_info(name: str) -> str:
     """Which implementation runs for attack `name` (for records and notebook prose)."""
     return _spec(name).info

@@ -1,0 +1,75 @@
+"""The GPU check runs end to end on the CPU at toy size: every stage, its JSON and its figures."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from tpap_nb.config import get_profile
+from tpap_nb.experiments import gpu_check
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8), y_train=np.arange(80) % 10,
+             x_test=rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8), y_test=np.arange(24) % 10)
+    return path
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_stage_at_toy_size(tmp_path, tiny_cifar, monkeypatch):
+    monkeypatch.setenv("TPAP_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "out"
+    rec = gpu_check.main(["--out", str(out), "--toy", "--device", "cpu", "--dataset", f"npz:{tiny_cifar}"])
+    assert set(rec["stages"]) == {"bench", "paper_epochs", "train_gpu_profile", "tab2_subset"}
+    assert all("seconds" in st for st in rec["stages"].values()), rec["stages"]
+    bench = rec["stages"]["bench"]["result"]
+    assert bench["float32"]["dtype"] == "float32" and not bench["float32"]["channels_last"]
+    assert bench["fast"]["channels_last"] and bench["fast"]["dtype"] == "float32"  # bf16 only on a GPU
+    assert bench["fast_speedup"]["fgsm_train"] > 0
+    epochs = rec["stages"]["paper_epochs"]["result"]
+    for mode in ("float32", "fast"):
+        assert epochs[mode]["projected_seconds_150_epochs"] == pytest.approx(150 * epochs[mode]["seconds_per_epoch"])
+    hist = rec["stages"]["train_gpu_profile"]["result"]["history"]
+    assert len(hist) == 1 and "tpap_pgd20" in hist[0]
+    rows = {r["attack"]: r for r in rec["stages"]["tab2_subset"]["result"]}
+    assert set(rows) == set(gpu_check.TAB2_ATTACKS)
+    for name in ("clean", "fgsm", "pgd20"):
+        assert 0 <= rows[name]["acc_bare"] <= 100 and rows[name]["n"] == 16
+    assert "20 x 0.003" in rows["pgd20"]["label"] and "n = 16" in rows["pgd20"]["label"]
+    saved = json.loads((out / "gpu_check.json").read_text())
+    assert saved["stages"]["tab2_subset"]["result"][0]["attack"] == "clean"
+    for fig in ("gpu_training_curves", "gpu_tab2_subset"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+        assert json.loads((out / "figures" / f"{fig}.json").read_text())["profile"] == "gpu"
+
+
+def test_budget_skips_stages_that_do_not_fit(tmp_path, tiny_cifar, monkeypatch):
+    monkeypatch.setenv("TPAP_RUNS", str(tmp_path / "runs"))
+    rec = gpu_check.run(tmp_path / "out", toy=False, budget_s=0.0, device="cpu", dataset=f"npz:{tiny_cifar}")
+    assert all("skipped" in st for st in rec["stages"].values())
+    assert "tab2_subset" not in rec["stages"]  # nothing trained, nothing to attack
+
+
+def test_torchattacks_wheel_is_put_on_the_path_only_when_missing(tmp_path, monkeypatch):
+    (tmp_path / "torchattacks-3.5.1-py3-none-any.whl").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # makes `import torchattacks` fail
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    added = gpu_check.add_wheels_to_path([tmp_path])
+    assert added == [str(tmp_path / "torchattacks-3.5.1-py3-none-any.whl")] and sys.path[0] == added[0]
+
+
+def test_gpu_profile_is_the_papers_network_and_radii_on_a_short_fast_schedule():
+    gpu, paper = get_profile("gpu"), get_profile("paper")
+    for key in ("dataset", "model", "eps", "xi", "lr", "momentum", "weight_decay", "batch_size"):
+        assert gpu[key] == paper[key], key
+    assert gpu["epochs"] < paper["epochs"] and gpu["amp"] == "bf16" and gpu["channels_last"]
+
+
+def test_fast_path_is_bf16_on_a_gpu_only():
+    import torch
+
+    assert gpu_check.fast_dtype(torch.device("cuda")) == "bf16"
+    assert gpu_check.fast_dtype(torch.device("cpu")) == "float32"
