@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## lab: JupyterLab on the notebooks
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )  # containers run as root
 
 ## nb: one notebook on one profile, e.g. make nb NB=01 PROFILE=paper
 nb: $(VENV)/.installed
