@@ -17,21 +17,25 @@ from tpap_nb.attacks.stadv import flow_tv, flow_warp, stadv_loss
 from tpap_nb.attacks.tidim import fitted_kernel, gaussian_kernel, tidim
 from tpap_nb.purify import TPAP
 
-LINF = ("fgsm", "pgd20", "pgd100", "aa", "tidim")
+LINF = ("fgsm", "pgd20", "pgd100", "aa", "tidim", "dim")
 # Digits are 8x8 with 17 grey levels, so the CIFAR eps of 8/255 is below one grey level: the
-# "lowers accuracy" test uses larger budgets and fewer iterations (scale) to stay fast.
+# "lowers accuracy" test uses larger budgets and fewer iterations (explicit counts, labelled
+# "custom" by attack_label) to stay fast.
 DIGITS = {
     "fgsm": dict(eps=0.2),
     "pgd20": dict(eps=0.2, alpha=0.03),
-    "pgd100": dict(eps=0.2, alpha=0.01, scale=0.3),
+    "pgd100": dict(eps=0.2, alpha=0.01, steps=30),
     "cw2": dict(lr=0.1),
     "cw2_l2": dict(lr=0.1, budget=2.0),
     "ddn": dict(),
     "ddn_l2": dict(budget=2.0),
-    "aa": dict(eps=0.2, scale=0.05),
-    "sta": dict(scale=0.5, search_steps=2),
-    "fwa": dict(eps=0.1, scale=0.5),
-    "tidim": dict(eps=0.2, alpha=0.03, scale=0.5),
+    "aa": dict(eps=0.2, steps=5, n_queries=250),
+    "sta": dict(steps=5, search_steps=2),
+    "fwa": dict(eps=0.1, steps=10),
+    "tidim": dict(eps=0.2, alpha=0.03, steps=10),
+    "dim": dict(eps=0.2, alpha=0.03, steps=10),
+    "sta_advertorch": dict(),
+    "sta_flow1": dict(),
 }
 
 
@@ -284,8 +288,8 @@ def test_unknown_names_and_settings_are_clear_errors(cnn):
         build_attack("pgd", cnn)
     with pytest.raises(ValueError, match=r"valid settings: alpha, batch_size, eps"):
         build_attack("pgd20", cnn, epsilon=0.1)
-    with pytest.raises(ValueError, match="scale must be > 0"):
-        attack_settings("pgd20", scale=0)
+    with pytest.raises(ValueError, match="always runs its definition"):
+        attack_settings("pgd20", scale=0.5)
 
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
@@ -295,11 +299,10 @@ def test_attacking_a_gradient_free_model_is_a_clear_error(cnn, batch):
         build_attack("fgsm", TPAP(cnn))(x, y)
 
 
-def test_settings_scale_and_info():
+def test_settings_are_the_definition_and_info():
     assert attack_settings("pgd100")["steps"] == 100
-    assert attack_settings("pgd100", scale=0.1)["steps"] == 10
-    assert attack_settings("pgd20", scale=0.001)["steps"] == 1
-    assert attack_settings("aa", scale=0.1)["n_queries"] == 500
+    assert attack_settings("pgd20")["steps"] == 20
+    assert attack_settings("aa")["n_queries"] == 5000 and attack_settings("aa")["steps"] == 100
     assert attack_settings("cw2")["binary_search_steps"] == 4
     assert set(PAPER_ATTACKS) <= set(ATTACKS)
     assert "torchattacks" in attack_info("aa") and "own DDN" in attack_info("ddn")

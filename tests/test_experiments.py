@@ -9,6 +9,7 @@ from tpap_nb.experiments import fig5, tables
 from tpap_nb.experiments.cost import time_round_robin
 
 EPS, XI, ALPHA = 0.3, 0.15, 0.075
+CFG = {"eps": EPS, "xi": XI, "seed": 0}  # PGD-20: evaluate.pgd20_attack on this
 
 
 class Quantised(nn.Module):
@@ -23,7 +24,7 @@ class Quantised(nn.Module):
 
 
 def test_ablation_purification_helps_against_pgd_and_hurts_fgsm(ro_model, test_xy):
-    rows = tables.ablation(ro_model, *test_xy, EPS, XI, ALPHA)
+    rows = tables.ablation(ro_model, *test_xy, CFG)
     acc = {(r["attack"], r["purification"]): r["accuracy"] for r in rows}
     assert len(rows) == 6 and all(r["n"] == len(test_xy[1]) for r in rows)
     assert acc["pgd20", True] > acc["pgd20", False] + 20  # Tab. 6: purification undoes PGD
@@ -33,7 +34,7 @@ def test_ablation_purification_helps_against_pgd_and_hurts_fgsm(ro_model, test_x
 
 def test_xi_sweep_starts_at_the_bare_model_and_purification_lifts_pgd(ro_model, test_xy):
     x, y = test_xy
-    rows = tables.xi_sweep(ro_model, x, y, EPS, [0.0, XI], ALPHA)
+    rows = tables.xi_sweep(ro_model, x, y, CFG, [0.0, XI])
     acc = {(r["xi"], r["attack"]): r["accuracy"] for r in rows}
     assert acc[0.0, "clean"] == pytest.approx(100 * tables.robust_accuracy(ro_model, x, y)["bare"])
     assert acc[XI, "pgd20"] > acc[0.0, "pgd20"] + 20

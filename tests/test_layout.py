@@ -105,9 +105,9 @@ import tpap_nb as tp
 from tpap_nb.attacks import build_attack
 model = tp.build_model("small_cnn", 10, 1, width=4).eval()
 x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
-build_attack("pgd20", model, scale=0.1)(x, y)  # the kit's own attacks still run
+build_attack("pgd20", model, steps=2)(x, y)  # the kit's own attacks still run
 try:
-    build_attack("aa", model, scale=0.01)(x, y)
+    build_attack("aa", model, steps=1, n_queries=10)(x, y)
 except ImportError as err:
     print(type(err).__name__, err)
 """

@@ -30,7 +30,7 @@ def test_bad_settings_get_one_clear_error(override, match):
 
 
 def test_good_settings_pass_and_the_sign_flip_is_allowed_on_purpose():
-    cfg = tp.get_profile("quick", eps=1, epochs=3, milestones=[2], n_train=100, eval_pgd_alpha=0.01)
+    cfg = tp.get_profile("quick", eps=1, epochs=3, milestones=[2], n_train=100)
     assert cfg["eps"] == 1 and cfg["milestones"] == (2,)
     assert tp.get_profile("quick", xi=-0.21, allow_negative_xi=True)["xi"] == -0.21
     with pytest.raises(ValueError, match="profile 'smoke'"):
@@ -57,7 +57,7 @@ def test_labels_outside_the_models_classes_get_the_kits_error(ro_model, test_xy)
     for call in (lambda: robust_accuracy(ro_model, x, y, xi=0.15),
                  lambda: robust_accuracy(ro_model, x, y),
                  lambda: fgsm(ro_model, x, y, 0.1),
-                 lambda: build_attack("pgd20", ro_model, scale=0.1)(x, y)):
+                 lambda: build_attack("pgd20", ro_model, steps=2)(x, y)):
         with pytest.raises(ValueError, match="10 classes"):
             call()
 

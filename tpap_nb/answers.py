@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from .attacks.base import fgsm, pgd
-from .evaluate import pgd20_step, robust_accuracy
+from .attacks.base import fgsm
+from .evaluate import pgd20_attack, robust_accuracy
 from .purify import purify
 from .train import robust_overfitting_test
 
@@ -49,8 +49,8 @@ def ex02_direction_matters(model, x, y, cfg: dict) -> dict:
     Expected: the wrong direction does not undo the attack (it reinforces the wrong label), so
     accuracy stays near the bare model's; Eq. 7's direction (away from y_pred) recovers it.
     """
-    eps, xi = cfg["eps"], cfg["xi"]
-    x_adv = pgd(model, x, y, eps, pgd20_step(cfg), 20, True)
+    xi = cfg["xi"]
+    x_adv = pgd20_attack(model, cfg)(x, y)  # the kit's one PGD-20
     with torch.no_grad():
         y_pred = model(x_adv).argmax(1)
     x_toward = fgsm(model, x_adv, y_pred, -xi)  # a negative step descends CE(f(x), y_pred)
@@ -62,9 +62,9 @@ def ex02_direction_matters(model, x, y, cfg: dict) -> dict:
 
 def ex02_purify_twice(model, x, y, cfg: dict) -> dict:
     """Ex. 2.2: two purification steps of xi/2 (re-predicting in between) vs one step of xi."""
-    eps, xi = cfg["eps"], cfg["xi"]
+    xi = cfg["xi"]
     out = {}
-    for name, x_in in (("clean", x), ("pgd20", pgd(model, x, y, eps, pgd20_step(cfg), 20, True))):
+    for name, x_in in (("clean", x), ("pgd20", pgd20_attack(model, cfg)(x, y))):
         once = purify(model, x_in, xi)
         twice = purify(model, purify(model, x_in, xi / 2), xi / 2)
         with torch.no_grad():

@@ -20,7 +20,7 @@ PROFILES: dict[str, dict] = {
         dataset="digits", model="small_cnn", width=8, epochs=3, batch_size=64, lr=0.05,
         milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
         n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
-        attack_scale=0.1, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=10, beta=6.0,
+        pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2, amp=None,
         channels_last=False, compile=False,
     ),
@@ -28,14 +28,14 @@ PROFILES: dict[str, dict] = {
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
         milestones=(55,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.21,
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
-        attack_scale=0.5, eval_pgd_alpha=None, pgd_alpha=0.075, pgd_steps=5, beta=6.0,
+        pgd_alpha=0.075, pgd_steps=5, beta=6.0,
         n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, amp=None, channels_last=False, compile=False,
     ),
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
         milestones=(75, 90, 140), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
         n_train=None, n_eval=1000, eval_every=1, device="auto", seed=0,
-        attack_scale=1.0, eval_pgd_alpha=0.003, pgd_alpha=0.007, pgd_steps=10, beta=6.0,
+        pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
         sweep_epochs=150, amp=None,
         channels_last=False, compile=False,
@@ -47,19 +47,18 @@ PROFILES: dict[str, dict] = {
         dataset="cifar10", model="resnet18", width=64, epochs=40, batch_size=128, lr=0.01,
         milestones=(30, 36), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
         n_train=None, n_eval=1000, eval_every=2, device="auto", seed=0,
-        attack_scale=1.0, eval_pgd_alpha=0.003, pgd_alpha=0.007, pgd_steps=10, beta=6.0,
+        pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20, amp="bf16",
         channels_last=True, compile=False,
     ),
 }
-# eval_pgd_alpha: PGD-20 step of the per-epoch evaluation (None: eps / 4; the authors used 0.003).
 # pgd_alpha, pgd_steps, beta: the baselines' training attack (PGD-AT/TRADES/MART: PGD-10, step
 # 0.007 for eps 8/255 in the authors' script; eps / 4 on the CPU profiles) and TRADES/MART beta.
 # n_attack: test examples in the attack benchmark; n_adaptive: in the adaptive-attack table (07);
 # baselines: the recipes notebook 03 trains beside TPAP; sweep_epochs: epochs of each short run
 # in the Fig. 5 sweep. To fit a 2-core CPU in 20 minutes, `quick` trains its baselines with
-# PGD-5 (paper: PGD-10), trains only PGD-AT as a baseline, runs every attack at half its
-# iterations (attack_scale 0.5) and 100 examples in 07. Its schedule (lr
+# PGD-5 (paper: PGD-10), trains only PGD-AT as a baseline and attacks 200 examples in 03 and 100
+# in 07; every attack runs its full definition (PGD-20 is 20 steps on every profile). Its schedule (lr
 # 0.05, x0.1 at epoch 55 of 60) and xi = 0.7 eps were measured on 3 seeds (README).
 # amp ('bf16' or None), channels_last and compile (False, True or a torch.compile backend): the
 # GPU fast path of training (train.fit).
@@ -93,17 +92,17 @@ BENCH = dict(eps=8 / 255, xi=8 / 255, pgd_steps=10, pgd_alpha_per_eps=0.25, lr=0
 SETTING_TYPES = {
     "dataset": str, "model": str, "width": int, "epochs": int, "batch_size": int, "lr": float,
     "milestones": (tuple, list), "momentum": float, "weight_decay": float, "eps": float, "xi": float,
-    "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int, "attack_scale": float,
-    "eval_pgd_alpha": float, "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
+    "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int,
+    "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
     "n_adaptive": int, "baselines": str, "sweep_epochs": int, "amp": str, "channels_last": bool,
     "compile": (bool, str),
 }
-NULLABLE = {"width", "n_train", "eval_pgd_alpha", "amp"}
+NULLABLE = {"width", "n_train", "amp"}
 # Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (see get_profile).
 BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size": (1, False),
           "n_eval": (1, False), "n_attack": (1, False), "n_adaptive": (1, False), "sweep_epochs": (1, False),
-          "attack_scale": (0, True), "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False),
-          "eval_every": (0, False), "xi": (0, False), "pgd_alpha": (0, True), "eval_pgd_alpha": (0, True),
+          "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False),
+          "eval_every": (0, False), "xi": (0, False), "pgd_alpha": (0, True),
           "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}
 
 

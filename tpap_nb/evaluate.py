@@ -2,8 +2,11 @@
 
 `robust_predictions` is the one implementation of "accuracy of the bare model and of TPAP": an
 attack is crafted on the bare model, then purified (Eq. 7-9) and classified. `run_attacks` turns
-it into one record per (checkpoint, defence, attack, settings): accuracy in %, the attack's
-success on the bare model, n, seconds and the implementation that ran. Records are appended to
+it into one record per (checkpoint, defence, attack, settings): accuracy in % of the bare model and
+of TPAP, the attack's success on the bare model, the fraction of inputs it returned unchanged
+(x_adv == x: a minimal-norm attack's failures) and of all-zero images (`sta_advertorch`'s
+failures), TPAP's accuracy on the same clean inputs, n, seconds, the implementation that ran and
+its label (`attack_label`: steps, step size, restarts / queries, n). Records are appended to
 runs/results/records.jsonl and reused: a rerun skips what was computed for the same checkpoint,
 attack settings, n and xi.
 """
@@ -19,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attacks.registry import attack_info, attack_settings, build_attack
+from .attacks.registry import Attack, attack_info, attack_label, attack_settings, build_attack
 from .checks import check_images, check_labels
 from .config import runs_root
 from .models import eval_mode
@@ -79,25 +82,39 @@ def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512) -> dict[s
     return {k: v.float().mean().item() for k, v in robust_predictions(model, x, y, attack, xi, batch_size).items()}
 
 
-def pgd20_step(cfg: dict) -> float:
-    """The PGD-20 step of a profile: the authors' 0.003 for 8/255, eps / 4 where eps differs."""
-    return cfg.get("eval_pgd_alpha") or cfg["eps"] / 4
-
-
 # ----------------------------------------------------------------------------- the record store
 
 PAPER_EPS = 8 / 255
 EPS_KEYS = {"fgsm": ("eps",), "pgd20": ("eps", "alpha"), "pgd100": ("eps", "alpha"), "aa": ("eps",),
-            "fwa": ("eps",), "tidim": ("eps", "alpha")}
+            "fwa": ("eps",), "tidim": ("eps", "alpha"), "dim": ("eps", "alpha")}
 
 
 def profile_overrides(name: str, cfg: dict) -> dict:
-    """Paper settings moved to the profile's eps (steps keep their ratio to eps) and attack scale."""
-    over = {"scale": cfg.get("attack_scale", 1.0)}
-    if abs(cfg["eps"] - PAPER_EPS) > 1e-9:
+    """The run's seed, and the paper's radii and step sizes moved to the profile's eps in proportion.
+
+    Never an iteration count: an attack called `pgd20` runs 20 steps on every profile.
+    """
+    over = {"seed": int(cfg.get("seed") or 0)}
+    eps = cfg.get("attack_eps") or cfg["eps"]  # the test-attack radius where the profile has one
+    if abs(eps - PAPER_EPS) > 1e-9:
         base = attack_settings(name)
-        over |= {k: base[k] * cfg["eps"] / PAPER_EPS for k in EPS_KEYS.get(name, ())}
+        over |= {k: base[k] * eps / PAPER_EPS for k in EPS_KEYS.get(name, ())}
     return over
+
+
+def pgd20_attack(model: nn.Module, cfg: dict) -> Attack:
+    """The one PGD-20 of the kit: the registry's `pgd20` at the profile's eps and seed (`profile_overrides`).
+
+    20 steps of 0.003 at 8/255 (the authors' step), scaled in proportion to eps elsewhere, random
+    start from cfg['seed']. The per-epoch history (train.evaluate_epoch), Tab. 2, Tab. 6, the xi
+    sweep, the seed checks, t-SNE and the notebooks all call this.
+    """
+    return build_attack("pgd20", model, **profile_overrides("pgd20", cfg))
+
+
+def pgd20_step(cfg: dict) -> float:
+    """The step size of `pgd20_attack` on profile cfg (0.003 at 8/255, in proportion to eps elsewhere)."""
+    return attack_settings("pgd20", **profile_overrides("pgd20", cfg))["alpha"]
 
 
 def records_path() -> Path:
@@ -117,6 +134,10 @@ def clear_cache(path: Path | None = None) -> None:
 
 def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _pct(mask: torch.Tensor) -> float:
+    return 100 * mask.float().mean().item()
 
 
 def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgsm",
@@ -140,13 +161,21 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
         t1 = time.perf_counter()
         correct = robust_predictions(model, x_adv, y, xi=xi)
         bare, tpap = correct["bare"], correct["tpap"]
+        seconds_purify = time.perf_counter() - t1
+        tpap_clean = robust_predictions(model, x, y, xi=xi)["tpap"]
+        same = (x_adv == x).flatten(1).all(1)
+        zero = (x_adv == 0).flatten(1).all(1) & ~(x == 0).flatten(1).all(1)
         rec = {"key": key, "checkpoint": ckpt, "dataset": meta.get("dataset", cfg.get("dataset")),
                "model": meta.get("model", cfg.get("model")), "training": training,
                "profile": cfg.get("profile"), "attack": name, "implementation": attack_info(name),
                "settings": json.dumps(settings, sort_keys=True), "xi": xi, "n": len(y),
                "acc_bare": 100 * bare.float().mean().item(), "acc_tpap": 100 * tpap.float().mean().item(),
                "attack_success_bare": 100 * (~bare).float().mean().item(),
-               "seconds_attack": t_attack, "seconds_purify": time.perf_counter() - t1}
+               "label": attack_label(name, settings, len(y)),
+               "unchanged": _pct(same), "zero_images": _pct(zero), "acc_tpap_clean": _pct(tpap_clean),
+               "acc_tpap_changed": _pct(tpap[~same]) if (~same).any() else None,
+               "acc_tpap_unchanged": _pct(tpap[same]) if same.any() else None,
+               "seconds_attack": t_attack, "seconds_purify": seconds_purify}
         out.append(rec)
         if ckpt != "in-memory":
             store.parent.mkdir(parents=True, exist_ok=True)
@@ -156,12 +185,13 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
 
 
 def tidy(records: list[dict]):
-    """Long form: one row per (model, training, defence, attack) with accuracy in %."""
+    """Long form: one row per (model, training, defence, attack) with accuracy in % (and `unchanged`, %)."""
     import pandas as pd
 
     rows = []
     for r in records:
         base = {k: r[k] for k in ("dataset", "model", "training", "attack", "n", "implementation", "settings")}
+        base["unchanged"] = r.get("unchanged")
         rows.append(base | {"defence": "none", "accuracy": r["acc_bare"]})
         rows.append(base | {"defence": "TPAP", "accuracy": r["acc_tpap"]})
     return pd.DataFrame(rows)

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 SOURCE = "Tang & Zhang, Robust Overfitting Does Matter: Test-Time Adversarial Purification With FGSM, CVPR 2024"
 
-TABLE2 = {  # Tab. 2: TPAP (8/255 FGSM-RO) and TPAP* (8/255 + 16/255 FGSM) on CIFAR-10, ResNet-18
+# Tab. 2: TPAP (8/255 FGSM-RO) and TPAP* (8/255 + 16/255 FGSM) on CIFAR-10, ResNet-18. Each number is
+# keyed by the registry name of the attack the authors actually ran: their "TI-DIM" column is plain
+# DIM (`dim`, their attack/DIM/DIM.py), their "STA" column is advertorch 0.2.3's flawed
+# SpatialTransformAttack (`sta_advertorch`, failed inputs returned as all-zero images). The kit's
+# real `tidim` and own `sta` have no paper number. PAPER_COLUMN gives the paper's header of each key.
+TABLE2 = {
     "TPAP": {"clean": 86.25, "fgsm": 61.41, "pgd20": 79.06, "pgd100": 80.5, "cw2": 61.37, "ddn": 64.5,
-             "aa": 76.34, "sta": 31.4, "fwa": 52.83, "tidim": 75.21},
+             "aa": 76.34, "sta_advertorch": 31.4, "fwa": 52.83, "dim": 75.21},
     "TPAP*": {"clean": 82.11, "fgsm": 73.23, "pgd20": 80.84, "pgd100": 79.69, "cw2": 80.65, "ddn": 79.04,
-              "aa": 75.72, "sta": 69.87, "fwa": 66.08, "tidim": 80.85},
+              "aa": 75.72, "sta_advertorch": 69.87, "fwa": 66.08, "dim": 80.85},
 }
+PAPER_COLUMN = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw2": "CW2",
+                "ddn": "DDN", "aa": "AA", "sta_advertorch": "STA", "fwa": "FWA", "dim": "TI-DIM"}
 
 TABLE3 = {  # Tab. 3: Caltech-101, ImageNet-pretrained ResNet-18 (*)
     "PGD-AT*": {"clean": 72.44, "fgsm": 65.55, "pgd20": 57.74},

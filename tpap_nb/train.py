@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .attacks.base import fgsm, pgd, pgd_loop
 from .config import PROFILES, RUN_DEFAULTS, __version__, get_device, runs_root, set_seed
 from .data import Dataset, batches, load_dataset, to_float
-from .evaluate import pgd20_step, robust_accuracy
+from .evaluate import pgd20_attack, robust_accuracy
 from .models import build_model
 
 RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart", "cw2")
@@ -111,11 +111,10 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
 def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
     """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP."""
     n, eps, xi = cfg["n_eval"], cfg["eps"], cfg["xi"]
-    step = pgd20_step(cfg)
     xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
     xte, yte = data.test_batch(n)
     attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
-               "pgd20": lambda a, b: pgd(model, a, b, eps, step, 20, True)}
+               "pgd20": pgd20_attack(model, cfg)}  # the registry's pgd20, as Tab. 2
     rec = {}
     for name, atk in attacks.items():
         rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk)["bare"]

@@ -1,14 +1,29 @@
 """The paper's attacks by name (Sec. 4.1.3, columns of Tab. 1-2): build_attack(name, model)(x, y) -> x_adv.
 
 Every setting is a keyword whose default is the authors' evaluation setting (TEST_other_attack.py
-in github.com/tly18/TPAP); eps, alpha and budgets are in pixel units on [0, 1] images. Two settings
-exist for every attack: `scale` (default 1.0) multiplies the iteration counts listed in the
-attack's `scaled` field (rounded, at least 1), so the `smoke` profile can run every attack in
-seconds (scale=0.1: PGD-20 runs 2 steps); `batch_size` (default 128, the authors' test batch)
-splits the input. Attacks run with the model in eval mode (its mode is restored after) and return
-detached images in [0, 1]. `cw2_l2` and `ddn_l2` are the unbounded minimal-norm attacks with an L2
-`budget` (default 0.5): an x_adv whose ||x_adv - x||_2 exceeds it is replaced by x, because
-accuracy under an unbounded attack is not a robustness number.
+in github.com/tly18/TPAP); eps, alpha and budgets are in pixel units on [0, 1] images. An attack
+called `pgd20`, `pgd100` or `aa` always runs its definition: there is no iteration scaling (a
+profile that must save time attacks fewer examples). A count passed explicitly (`steps=5`) is
+honoured but marks the label (`attack_label`: "custom: steps 5, definition 20"). Two settings exist
+for every attack: `batch_size` (default 128, the authors' test batch) splits the input, and `seed`
+(default 0; `evaluate.profile_overrides` passes the run's cfg['seed']) seeds all of the attack's
+randomness (PGD's random start, DIM's diversity, TI-DIM's, DDN's random directions, APGD, FAB and
+Square): the attack runs inside torch.random.fork_rng with torch.manual_seed(seed) and gets a CPU
+torch.Generator seeded with it where it takes one, so the same call gives the same x_adv and the
+caller's random stream is untouched. Attacks run with the model in eval mode (its mode is restored
+after) and return detached images in [0, 1].
+
+Minimal-norm attacks (`cw2`, `ddn`, `sta`) are unbounded, as in the paper: where they fail they
+return x, where they succeed a point just across the boundary, so accuracy after purification can
+exceed clean accuracy (notebook 03). Their budgeted twins answer the robustness question:
+`cw2_l2` and `ddn_l2` with an L2 `budget` (default 0.5; an x_adv beyond it is replaced by x) and
+`sta_flow1` (flow-PGD with |u|, |v| <= 1 px, `sta_budget.py`).
+
+The attacks the authors actually ran, beside ours: `dim` is their "TI-DIM" (plain DIM, `dim.py`;
+the paper's 75.21 belongs beside it, not beside the real `tidim`), and `sta_advertorch` is
+advertorch 0.2.3's SpatialTransformAttack with its flaws (a REPRODUCTION OF A FLAW: its constant is
+never searched and every failed input comes back as an all-zero image; the paper's 31.4 belongs
+beside it, not beside `sta`).
 
 AutoAttack. torchattacks 3.5.1's `AutoAttack(version='standard')` chains its ports of APGD-CE,
 APGD-T, FAB-T and Square with MultiAttack, but builds APGD, APGD-T and FAB with their default
@@ -40,7 +55,12 @@ from ..models import eval_mode
 from .base import fgsm, pgd
 from .cw import cw_l2
 from .ddn import ddn
+from .dim import PAPER_SETTINGS as _DIM_PAPER
+from .dim import dim
 from .fwa import fwa
+from .sta_advertorch import PAPER_SETTINGS as _STA_ADV_PAPER
+from .sta_advertorch import sta_advertorch
+from .sta_budget import sta_budget
 from .stadv import stadv
 from .tidim import tidim
 
@@ -48,6 +68,9 @@ try:  # the installed version, read without importing torchattacks (`import tpap
     _TA = f"torchattacks {metadata.version('torchattacks')}"
 except metadata.PackageNotFoundError:
     _TA = "torchattacks (not installed)"
+
+
+AA_TARGETS = 9  # target classes of APGD-T and FAB-T in the official standard version
 
 
 def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_queries=5000, seed=0,
@@ -63,15 +86,15 @@ def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_q
     if n_classes is None:
         with torch.no_grad():
             n_classes = model(x[:1]).shape[1]
-    targets = min(9, n_classes - 1)
+    targets = min(AA_TARGETS, n_classes - 1)
     common = dict(norm=norm, eps=eps, seed=seed, n_restarts=1)
     attacks = [torchattacks.APGD(model, steps=steps, loss="ce", **common)]
+    # torchattacks targets n_classes - 1 classes and reads n_classes for nothing else: targets + 1
+    # gives the official 9 targets without patching the attack after construction.
     if n_classes >= 4:  # the targeted DLR loss needs the 4 largest logits
-        attacks.append(torchattacks.APGDT(model, steps=steps, n_classes=n_classes, **common))
-    attacks.append(torchattacks.FAB(model, steps=steps, multi_targeted=True, n_classes=n_classes, **common))
+        attacks.append(torchattacks.APGDT(model, steps=steps, n_classes=targets + 1, **common))
+    attacks.append(torchattacks.FAB(model, steps=steps, multi_targeted=True, n_classes=targets + 1, **common))
     attacks.append(torchattacks.Square(model, n_queries=n_queries, **common))
-    for attack in attacks[1:-1]:
-        attack.n_target_classes = targets
     devices = [x.device] if x.is_cuda else []
     with torch.random.fork_rng(devices=devices):
         return torchattacks.MultiAttack(attacks)(x, y)
@@ -79,14 +102,15 @@ def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_q
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One registry entry: how to run it, its paper defaults, which counts `scale` multiplies, what runs."""
+    """One registry entry: how to run it, its paper defaults, its iteration counts, what runs."""
 
     run: Callable
     defaults: dict
-    scaled: tuple = ()
+    counts: tuple = ()  # the settings that are iteration / query counts of the definition
     info: str = ""
     budget: bool = False  # True: L2 `budget` setting, x_adv beyond it is replaced by x
-    extra: dict = field(default_factory=lambda: dict(scale=1.0, batch_size=128))
+    generator: bool = False  # True: run(...) takes a `generator` (a CPU torch.Generator seeded with `seed`)
+    extra: dict = field(default_factory=lambda: dict(batch_size=128, seed=0))
 
 
 _LINF = dict(eps=8 / 255)
@@ -100,25 +124,48 @@ _CW_INFO = ("tpap_nb own CW-L2 with Carlini's binary search over c (same steps a
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec(fgsm, dict(_LINF), (), f"tpap_nb own FGSM (base.fgsm; equal to {_TA} FGSM)"),
     "pgd20": AttackSpec(pgd, dict(_LINF, alpha=0.003, steps=20, random_start=True), ("steps",),
-                        f"tpap_nb own L-inf PGD (base.pgd; equal to {_TA} PGD without random start)"),
+                        f"tpap_nb own L-inf PGD (base.pgd; equal to {_TA} PGD from the same random start)",
+                        generator=True),
     "pgd100": AttackSpec(pgd, dict(_LINF, alpha=0.0007, steps=100, random_start=True), ("steps",),
-                         f"tpap_nb own L-inf PGD (base.pgd; equal to {_TA} PGD without random start)"),
-    "cw2": AttackSpec(cw_l2, dict(_CW), ("steps",), _CW_INFO + ", unbounded"),
-    "cw2_l2": AttackSpec(cw_l2, dict(_CW, budget=0.5), ("steps",), _CW_INFO + ", L2 budget", budget=True),
+                         f"tpap_nb own L-inf PGD (base.pgd; equal to {_TA} PGD from the same random start)",
+                         generator=True),
+    "cw2": AttackSpec(cw_l2, dict(_CW), ("steps", "binary_search_steps"), _CW_INFO + ", unbounded"),
+    "cw2_l2": AttackSpec(cw_l2, dict(_CW, budget=0.5), ("steps", "binary_search_steps"), _CW_INFO + ", L2 budget",
+                         budget=True),
     "ddn": AttackSpec(ddn, dict(_DDN), ("steps",), _DDN_INFO + ", unbounded"),
     "ddn_l2": AttackSpec(ddn, dict(_DDN, budget=0.5), ("steps",), _DDN_INFO + ", L2 budget", budget=True),
     "aa": AttackSpec(autoattack, dict(_AA), ("steps", "n_queries"),
                      f"{_TA} APGD-CE, APGD-T, FAB-T, Square (ports of Croce & Hein's AutoAttack) chained by "
-                     "MultiAttack at the official version='standard' settings (100 iterations, 9 targets)"),
-    "sta": AttackSpec(stadv, dict(steps=10, search_steps=5, tau=0.05, kappa=0.0), ("steps",),
-                      "tpap_nb own stAdv (Xiao et al.: flow, bilinear resampling, L-BFGS, search over tau)"),
-    "fwa": AttackSpec(fwa, dict(_LINF, kernel_size=4, gamma=0.003, steps=20, dual_steps=15), ("steps",),
+                     "MultiAttack at the official version='standard' settings (100 iterations, 9 targets, "
+                     "5000 Square queries)"),
+    "sta": AttackSpec(stadv, dict(steps=10, search_steps=5, tau=0.05, kappa=0.0), ("steps", "search_steps"),
+                      "tpap_nb own stAdv (Xiao et al.: flow, bilinear resampling, L-BFGS, search over tau), "
+                      "unbounded"),
+    "sta_advertorch": AttackSpec(
+        sta_advertorch, dict(_STA_ADV_PAPER), ("max_iterations", "search_steps"),
+        "REPRODUCTION OF A FLAW: advertorch 0.2.3 SpatialTransformAttack as the authors ran it (its "
+        "constant is never searched; every input it fails on is returned as an ALL-ZERO image, so "
+        "accuracy under it counts black images); the paper's STA column"),
+    "sta_flow1": AttackSpec(sta_budget, dict(max_flow=1.0, steps=20, alpha=0.25, tau=0.0), ("steps",),
+                            "tpap_nb budgeted STA (sta_budget: flow-PGD on stAdv's warp, |u|, |v| <= max_flow "
+                            "px, most adversarial iterate)"),
+    "fwa": AttackSpec(fwa, dict(_LINF, kernel_size=4, gamma=0.003, steps=20, dual_steps=15), ("steps", "dual_steps"),
                       "tpap_nb own FWA (Wu et al.: Frank-Wolfe, entropic LMO, local k x k transport)"),
     "tidim": AttackSpec(tidim, dict(_LINF, alpha=0.003, steps=20, decay=1.0, len_kernel=7, nsig=3.0,
                                     resize_rate=33 / 32, diversity_prob=0.5, resize_back=True), ("steps",),
                         f"tpap_nb own TI-DIM (= {_TA} TIFGSM's update, any channel count, resized back)"),
+    "dim": AttackSpec(dim, dict(_DIM_PAPER), ("steps",),
+                      "the authors' DIM_Attack (their attack/DIM/DIM.py), which the paper calls TI-DIM: momentum "
+                      "+ input diversity, no translation-invariant kernel, one gradient mean per batch; on 32-px "
+                      "CIFAR its transform is the identity; the paper's TI-DIM column", generator=True),
 }
-PAPER_ATTACKS = ("fgsm", "pgd20", "pgd100", "cw2", "ddn", "aa", "sta", "fwa", "tidim")  # Tab. 2 column order
+PAPER_ATTACKS = ("fgsm", "pgd20", "pgd100", "cw2", "ddn", "aa", "sta", "fwa", "tidim")  # the kit's Tab. 2 order
+# Tab. 2 as notebook 03 shows it: each of the paper's columns beside the attack the authors ran
+# (`dim` for their TI-DIM, `sta_advertorch` for their STA) and each unbounded minimal-norm attack
+# beside its budgeted twin.
+TABLE2_ATTACKS = ("fgsm", "pgd20", "pgd100", "cw2", "cw2_l2", "ddn", "ddn_l2", "aa", "sta", "sta_advertorch",
+                  "sta_flow1", "fwa", "tidim", "dim")
+UNBOUNDED = {"cw2": "cw2_l2", "ddn": "ddn_l2", "sta": "sta_flow1"}  # minimal-norm attack -> budgeted twin
 
 
 def _spec(name: str) -> AttackSpec:
@@ -128,23 +175,23 @@ def _spec(name: str) -> AttackSpec:
 
 
 def attack_settings(name: str, **overrides) -> dict:
-    """The full effective settings of `name`: paper defaults, overrides, counts already times `scale`."""
-    # For records. To rebuild an attack pass the same overrides to build_attack, not this dict
-    # (its counts are already scaled and would be scaled again).
+    """The full effective settings of `name`: its definition (the paper's defaults) with the overrides."""
     spec = _spec(name)
     valid = {**spec.defaults, **spec.extra}
+    if "scale" in overrides:
+        raise ValueError(
+            f"Attack {name!r} has no `scale` setting (removed in issue 12): an attack called {name!r} always "
+            "runs its definition. To save time attack fewer examples (n_attack), or pass an explicit count "
+            f"({', '.join(spec.counts) or 'none'}); the label then says it is not the definition."
+        )
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(
             f"Unknown setting(s) {unknown} for attack {name!r}; valid settings: {', '.join(sorted(valid))}."
         )
     cfg = {**valid, **overrides}
-    if not cfg["scale"] > 0:
-        raise ValueError(f"scale must be > 0 (it multiplies the iteration counts), got {cfg['scale']}.")
     if int(cfg["batch_size"]) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {cfg['batch_size']}.")
-    for key in spec.scaled:
-        cfg[key] = max(1, round(int(cfg[key]) * cfg["scale"]))
     return cfg
 
 
@@ -154,28 +201,51 @@ def _radius(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
 
 
-def attack_label(name: str, settings: dict, n: int | None = None) -> str:
-    """What ran, for a table header or a caption: steps x step size, restarts or queries, radius, n."""
-    s, parts = settings, []
-    if "alpha" in s and "steps" in s:
-        parts.append(f"{s['steps']} x {_radius(s['alpha'])}" + (", random start" if s.get("random_start") else ""))
+def attack_label(name: str, settings: dict | None = None, n: int | None = None) -> str:
+    """What ran, for a table header or a caption: steps x step size, restarts or queries, radius, n.
+
+    A count that differs from the attack's definition is named ("custom: steps 5, definition 20");
+    `sta_advertorch` is labelled as the reproduction of a flaw it is.
+    """
+    s, parts = attack_settings(name) if settings is None else settings, []
+    spec = ATTACKS.get(name)
+    if "max_flow" in s:
+        parts.append(f"{s['steps']} x {s['alpha']:g} px flow steps")
+    elif "alpha" in s and "steps" in s:
+        parts.append(f"{s['steps']} x {_radius(s['alpha'])}"
+                     + (", random start, 1 restart" if s.get("random_start") else ""))
+    elif "max_iterations" in s:
+        parts.append(f"{s['search_steps']} rounds x {s['max_iterations']} L-BFGS iterations, constant "
+                     f"{s['initial_const']:g} never searched, failures returned as zero images")
     elif "steps" in s:
         parts.append(f"{s['steps']} iterations")
-    if "n_queries" in s:
-        parts.append(f"Square {s['n_queries']} queries")
-    if "search_steps" in s:
+    if name == "aa" or "n_queries" in s:
+        parts.append(f"APGD-CE, APGD-T {AA_TARGETS} targets, FAB-T, Square {s['n_queries']} queries, 1 restart")
+    if "search_steps" in s and "max_iterations" not in s:
         parts.append(f"{s['search_steps']} search rounds")
     if "binary_search_steps" in s:
         parts.append(f"{s['binary_search_steps']} binary-search steps")
+    if "dual_steps" in s:
+        parts.append(f"{s['dual_steps']} dual steps")
+    if "decay" in s and "alpha" in s:
+        parts.append(f"momentum {s['decay']:g}")
     if "eps" in s:
         parts.append(f"eps {_radius(s['eps'])}")
     if s.get("budget") is not None and "budget" in s:
         parts.append(f"L2 <= {s['budget']:g}")
+    elif name in UNBOUNDED:
+        parts.append("unbounded")
     if s.get("max_flow") is not None and "max_flow" in s:
         parts.append(f"flow <= {s['max_flow']:g} px")
+    if spec is not None:
+        custom = [f"{k} {s[k]}, definition {spec.defaults[k]}" for k in spec.counts
+                  if k in s and s[k] != spec.defaults[k]]
+        if custom:
+            parts.append("custom: " + "; ".join(custom))
     if n is not None:
         parts.append(f"n = {n}")
-    return f"{name} ({', '.join(parts)})"
+    head = f"{name} [reproduction of a flaw]" if name == "sta_advertorch" else name
+    return f"{head} ({', '.join(parts)})"
 
 
 def attack_info(name: str) -> str:
@@ -193,9 +263,11 @@ class Attack:
     def __repr__(self) -> str:
         return f"Attack({self.name!r}, {self.settings})"
 
-    def _run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         spec = ATTACKS[self.name]
         kwargs = {k: v for k, v in self.settings.items() if k in spec.defaults and k != "budget"}
+        if spec.generator:
+            kwargs["generator"] = generator
         x_adv = spec.run(self.model, x, y, **kwargs).detach().clamp(0, 1)
         if spec.budget:
             over = (x_adv - x).flatten(1).norm(dim=1) > self.settings["budget"]
@@ -210,10 +282,14 @@ class Attack:
             if len(x):
                 with torch.no_grad():
                     check_labels(y, len(x), self.model(x[:1]).shape[1])
+            seed = int(self.settings["seed"])
+            devices = [x.device] if x.is_cuda else []
             try:
-                with torch.enable_grad():
+                with torch.enable_grad(), torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(seed)  # torch's global stream: TI-DIM, DDN, torchattacks
+                    generator = torch.Generator().manual_seed(seed)  # PGD's start, DIM's diversity
                     size = int(self.settings["batch_size"])
-                    parts = [self._run(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+                    parts = [self._run(x[i:i + size], y[i:i + size], generator) for i in range(0, len(x), size)]
             except RuntimeError as err:
                 if "does not require grad" not in str(err):
                     raise

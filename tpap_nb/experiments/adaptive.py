@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..attacks.base import cross_entropy, pgd, pgd_loop, uniform_start
-from ..attacks.registry import autoattack
+from ..attacks.registry import AA_TARGETS, attack_settings, autoattack
 from ..checks import check_images, check_labels, import_torchattacks
 from ..models import eval_mode
 from ..purify import GRADS, purify_with_pred
@@ -149,9 +149,8 @@ def _craft(name, target, crafter, x, y, eps, cfg, n_classes, seed) -> torch.Tens
         return pgd(crafter, x, y, eps, 2.5 * eps / cfg["steps"], cfg["steps"], generator=gen)
     if name.startswith("pgd"):
         return pgd_adaptive(target, x, y, eps, steps=cfg["steps"], restarts=cfg["restarts"], seed=seed)
-    if name == "autoattack":  # the registry's AutoAttack (official standard settings), on F
-        return autoattack(target, x, y, eps, steps=cfg["apgd_steps"], n_queries=cfg["n_queries"], seed=seed,
-                          n_classes=n_classes).detach()
+    if name == "autoattack":  # the registry's AutoAttack, on F: always the official standard settings
+        return autoattack(target, x, y, eps, seed=seed, n_classes=n_classes).detach()
     torchattacks = import_torchattacks()
     if name == "square":
         atk = torchattacks.Square(target, eps=eps, n_queries=cfg["n_queries"], n_restarts=1, seed=seed)
@@ -167,9 +166,12 @@ def _craft(name, target, crafter, x, y, eps, cfg, n_classes, seed) -> torch.Tens
 def _settings(name: str, cfg: dict) -> str:
     if name in ("clean", "square"):
         return "" if name == "clean" else f"queries={cfg['n_queries']}"
-    if name.startswith("apgd") or name == "autoattack":
-        extra = f"queries={cfg['n_queries']}" if name == "autoattack" else f"restarts={cfg['restarts']}"
-        return f"steps={cfg['apgd_steps']}, {extra}"
+    if name == "autoattack":
+        aa = attack_settings("aa")
+        return (f"official standard: APGD-CE, APGD-T ({AA_TARGETS} targets), FAB-T, {aa['steps']} iterations, "
+                f"Square {aa['n_queries']} queries, 1 restart")
+    if name.startswith("apgd"):
+        return f"steps={cfg['apgd_steps']}, restarts={cfg['restarts']}"
     restarts = 1 if name.startswith("transfer") else cfg["restarts"]
     return f"steps={cfg['steps']}, alpha=2.5*eps/steps, restarts={restarts}"
 
@@ -204,7 +206,10 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     passes_per_sample, seconds) and a bool matrix `correct` (a row per record, a column per sample).
     'transfer' crafts PGD on each sources[NAME] (default {'bare': model}: the paper's protocol) and
     evaluates F; apgd-ce/apgd-t/autoattack attack F through the `grad` backward. `scale` multiplies
-    steps, apgd_steps, restarts and n_queries (each kept >= 1). passes_per_pred: inner-model passes
+    this module's own counts (steps, apgd_steps, restarts, n_queries; each kept >= 1; the `settings`
+    column says what ran) but never AutoAttack's: 'autoattack' is the registry's `autoattack` at the
+    official standard settings (APGD-CE, APGD-T with 9 targets, FAB-T, Square 5,000 queries, 100
+    iterations) whatever `scale` is. Every attack is seeded from `seed`. passes_per_pred: inner-model passes
     per prediction of the attacked (for transfer: crafting) model; passes_per_sample: all passes / n.
     """
     check_images(x)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..attacks.base import pgd
+from ..attacks.registry import build_attack
 from ..checks import check_images
 from ..evaluate import predict
 from ..models import eval_mode
@@ -206,8 +206,8 @@ def fig6_attention(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     the model predicts for that input. Returns {'inputs', 'cam', 'y_pred', 'conf'} keyed by
     FIG6_COLUMNS, and 'layer_hw'.
     """
-    gen = torch.Generator().manual_seed(seed)
-    x_pgd = pgd(model, x, y, eps, alpha, steps, True, generator=gen)
+    # the registry's pgd20 (the kit's one PGD-20; pass the profile's `pgd20_step` and seed)
+    x_pgd = build_attack("pgd20", model, eps=eps, alpha=alpha, steps=steps, seed=seed)(x, y)
     inputs = {"x_c": x, "x_pgd20": x_pgd, "x_c.pur": purify(model, x, xi), "x_pgd20.pur": purify(model, x_pgd, xi)}
     out = {"inputs": inputs, "cam": {}, "y_pred": {}, "conf": {}, "layer_hw": None}
     for name, xin in inputs.items():

@@ -8,7 +8,8 @@ checks that the attacks behind them work.
 from __future__ import annotations
 
 from ..attacks.base import fgsm, pgd
-from ..evaluate import predict, robust_accuracy
+from ..attacks.registry import TABLE2_ATTACKS, UNBOUNDED, attack_info, attack_label
+from ..evaluate import pgd20_attack, predict, robust_accuracy
 from ..purify import purify
 
 # ----------------------------------------------------------------------------- Tab. 2 / 6 / 7
@@ -30,10 +31,18 @@ def side_by_side(ours: dict[str, dict], paper: dict[str, dict], columns):
     return pd.DataFrame(rows).T[list(columns)].astype(float).round(2)
 
 
-def ablation(model, x, y, eps: float, xi: float, pgd_alpha: float) -> list[dict]:
-    """Tab. 6: purification off/on x {clean, FGSM, PGD-20}, as tidy records (accuracy in %)."""
-    attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
-               "pgd20": lambda a, b: pgd(model, a, b, eps, pgd_alpha, 20, True)}
+def _radii(cfg: dict) -> tuple[float, float]:
+    """(attack eps, xi) of a profile: cfg['attack_eps'] (the training eps where it is None) and cfg['xi']."""
+    return cfg.get("attack_eps") or cfg["eps"], cfg["xi"]
+
+
+def ablation(model, x, y, cfg: dict) -> list[dict]:
+    """Tab. 6: purification off/on x {clean, FGSM, PGD-20}, as tidy records (accuracy in %).
+
+    PGD-20 is the kit's one PGD-20 (`evaluate.pgd20_attack`: the registry's `pgd20` on cfg).
+    """
+    eps, xi = _radii(cfg)
+    attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps), "pgd20": pgd20_attack(model, cfg)}
     rows = []
     for name, atk in attacks.items():
         acc = robust_accuracy(model, x, y, atk, xi=xi)
@@ -42,11 +51,106 @@ def ablation(model, x, y, eps: float, xi: float, pgd_alpha: float) -> list[dict]
     return rows
 
 
+def table2(records: dict[str, list[dict]], clean: dict[str, dict], paper: dict[str, dict],
+           columns=TABLE2_ATTACKS):
+    """Tab. 2 as notebook 03 shows it: per model, TPAP's accuracy, the bare model's, and the % of inputs
+    each attack returned unchanged (x_adv == x) or as an all-zero image; the paper's rows beside.
+
+    records: {row name: run_attacks records}, e.g. {"TPAP": recs_fgsm, "TPAP*": recs_fgsm_multi};
+    clean: {row name: robust_accuracy(model, x, y, xi=xi)} (fractions). The paper's numbers sit in
+    the column of the attack the authors ran (paper.py: TI-DIM under `dim`, STA under `sta_advertorch`).
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, recs in records.items():
+        by = {r["attack"]: r for r in recs}
+        if name in paper:
+            rows[f"paper: {name}"] = {c: paper[name].get(c) for c in ("clean", *columns)}
+        rows[f"ours: {name}"] = {"clean": 100 * clean[name]["tpap"]} | {c: by[c]["acc_tpap"] for c in columns
+                                                                      if c in by}
+        rows[f"ours: {name} bare"] = {"clean": 100 * clean[name]["bare"]} | {c: by[c]["acc_bare"] for c in columns
+                                                                           if c in by}
+        rows[f"ours: {name} unchanged (%)"] = {"clean": 100.0} | {c: by[c].get("unchanged") for c in columns if c in by}
+        if any(by[c].get("zero_images") for c in columns if c in by):
+            rows[f"ours: {name} all-zero images (%)"] = {c: by[c].get("zero_images") for c in columns if c in by}
+    cols = ["clean", *columns]
+    return pd.DataFrame(rows).T.reindex(columns=cols).astype(float).round(2)
+
+
+def bare_and_purified(records: dict[str, list[dict]], clean: dict[str, dict], paper: dict[str, dict],
+                      columns):
+    """Tab. 7 with both sides: per training recipe the bare model's accuracy and TPAP's, and the paper's TPAP."""
+    import pandas as pd
+
+    rows = {}
+    for name, recs in records.items():
+        by = {r["attack"]: r for r in recs}
+        if name in paper:
+            rows[f"paper: {name} + TPAP"] = {c: paper[name].get(c) for c in columns}
+        for side, key in (("bare", "acc_bare"), ("+ TPAP", "acc_tpap")):
+            rows[f"ours: {name} {side}"] = {c: (100 * clean[name][key[4:]] if c == "clean" else by[c][key])
+                                            for c in columns if c == "clean" or c in by}
+    return pd.DataFrame(rows).T.reindex(columns=list(columns)).astype(float).round(2)
+
+
+def attack_captions(records: list[dict]):
+    """One row per attack of a table: what ran (steps, step size, restarts / queries, n), its code, seconds."""
+    import pandas as pd
+
+    return pd.DataFrame([{"attack": r["attack"], "what ran": r.get("label") or attack_label(r["attack"], None, r["n"]),
+                          "implementation": attack_info(r["attack"]),
+                          "seconds (attack, on bare model)": round(r["seconds_attack"], 1)}
+                         for r in records]).set_index("attack")
+
+
+def minimal_norm_sentence(records: list[dict], clean_tpap: float) -> str:
+    """The paragraph of notebook 03 on minimal-norm attacks, with the numbers of `records` (one model).
+
+    clean_tpap: TPAP's clean accuracy on the same inputs (%). An unbounded attack (CW2, DDN, STA)
+    returns x where it fails and a point just across the boundary where it succeeds; purification
+    steps away from the barely-wrong label and restores the true one, so TPAP's accuracy under it
+    can exceed its clean accuracy: that measures where the optimiser stopped, not robustness.
+    """
+    by = {r["attack"]: r for r in records}
+    parts = []
+    for attack, twin in UNBOUNDED.items():
+        if attack not in by:
+            continue
+        r = by[attack]
+        text = (f"under `{attack}` the bare model keeps {r['acc_bare']:.1f} %, the attack returned "
+                f"{r.get('unchanged', float('nan')):.1f} % of the inputs unchanged, and TPAP scores "
+                f"{r['acc_tpap']:.1f} % ({'above' if r['acc_tpap'] > clean_tpap else 'not above'} its clean "
+                f"{clean_tpap:.1f} %")
+        if r.get("acc_tpap_changed") is not None:
+            text += f"; on the inputs the attack did move TPAP is right on {r['acc_tpap_changed']:.1f} %"
+        text += ")"
+        if twin in by:
+            t = by[twin]
+            text += (f"; its budgeted twin `{twin}` leaves the bare model {t['acc_bare']:.1f} % and TPAP "
+                     f"{t['acc_tpap']:.1f} %")
+        parts.append(text)
+    if not parts:
+        return "No unbounded minimal-norm attack (cw2, ddn, sta) in these records."
+    n = records[0]["n"]
+    above = [a for a in UNBOUNDED if a in by and by[a]["acc_tpap"] > clean_tpap]
+    head = (f"On these {n} test images, " + "; ".join(parts) + ". ")
+    tail = ("An unbounded minimal-norm attack stops just across the decision boundary, and purification's "
+            "step away from that barely-wrong label lands back on the true one, so "
+            + (f"TPAP under {', '.join(above)} exceeds its own clean accuracy: that is where the optimiser "
+               "stopped, not robustness. " if above else
+               "TPAP's accuracy under it says where the optimiser stopped, not how robust TPAP is. ")
+            + "The budgeted columns ask the robustness question: is there an adversarial input within the "
+            "budget?")
+    return head + tail
+
+
 # ----------------------------------------------------------------------------- notebook 02's studies
 
-def xi_sweep(model, x, y, eps: float, xis, pgd_alpha: float) -> list[dict]:
-    """Accuracy of TPAP as the purification radius xi varies (xi = 0 is the bare model)."""
-    adv = {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": pgd(model, x, y, eps, pgd_alpha, 20, True)}
+def xi_sweep(model, x, y, cfg: dict, xis) -> list[dict]:
+    """Accuracy of TPAP as the purification radius xi varies (xi = 0 is the bare model); PGD-20 is `pgd20_attack`."""
+    eps, _ = _radii(cfg)
+    adv = {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": pgd20_attack(model, cfg)(x, y)}
     rows = []
     for xi in xis:
         for name, x_adv in adv.items():

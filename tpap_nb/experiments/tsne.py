@@ -11,10 +11,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..attacks.base import fgsm, pgd
+from ..attacks.base import fgsm
 from ..attacks.registry import attack_settings, build_attack
 from ..checks import check_images
-from ..evaluate import pgd20_step, predict
+from ..evaluate import pgd20_attack, pgd20_step, predict, profile_overrides
 from ..models import eval_mode
 from ..purify import purify
 
@@ -22,31 +22,21 @@ from ..purify import purify
 def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dict[str, Callable | None]:
     """The attacks of Fig. 7 against `model` at the profile's eps: name -> attack(x, y) (None for clean).
 
-    'fgsm' and 'pgd20' are the kit's own (PGD-20 step `pgd20_step(cfg)`), 'pgd20_2eps' is PGD-20 at
-    twice the radius; other names go to the registry (`build_attack`) with eps, alpha moved to the
-    profile's radius and iteration counts times cfg['attack_scale'].
+    'fgsm' is the kit's own; 'pgd20' is the kit's one PGD-20 (`evaluate.pgd20_attack`), 'pgd20_2eps'
+    the same attack at twice the radius and step; other names go to the registry (`build_attack`)
+    with the profile's radius and seed (`evaluate.profile_overrides`), at their full definition.
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    eps, step, scale = cfg["eps"], pgd20_step(cfg), cfg.get("attack_scale", 1.0)
-    steps20 = max(1, round(20 * scale))
+    eps = cfg.get("attack_eps") or cfg["eps"]
+    pgd20 = profile_overrides("pgd20", cfg)
+    pgd20 |= {"eps": 2 * attack_settings("pgd20", **pgd20)["eps"], "alpha": 2 * pgd20_step(cfg)}
     own = {"clean": None,
            "fgsm": lambda x, y: fgsm(model, x, y, eps),
-           "pgd20": lambda x, y: pgd(model, x, y, eps, step, steps20, True),
-           "pgd20_2eps": lambda x, y: pgd(model, x, y, 2 * eps, 2 * step, steps20, True)}
-    out = {}
-    for name in names:
-        if name in own:
-            out[name] = own[name]
-            continue
-        defaults = attack_settings(name)
-        settings = {"scale": scale}
-        if "eps" in defaults:
-            settings["eps"] = eps
-        if "alpha" in defaults:
-            settings["alpha"] = step
-        out[name] = build_attack(name, model, **settings)
-    return out
+           "pgd20": pgd20_attack(model, cfg),
+           "pgd20_2eps": build_attack("pgd20", model, **pgd20)}
+    return {name: own[name] if name in own else build_attack(name, model, **profile_overrides(name, cfg))
+            for name in names}
 
 
 @torch.no_grad()
