@@ -22,7 +22,7 @@ PROFILES: dict[str, dict] = {
         n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
         pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2, amp=None,
-        channels_last=False, compile=False,
+        channels_last=False, compile=False, clean_bn_forward=False, attack_eps=None, schedule=None,
     ),
     "quick": dict(
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
@@ -30,6 +30,7 @@ PROFILES: dict[str, dict] = {
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
         pgd_alpha=0.075, pgd_steps=5, beta=6.0,
         n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, amp=None, channels_last=False, compile=False,
+        clean_bn_forward=False, attack_eps=None, schedule=None,
     ),
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
@@ -38,7 +39,7 @@ PROFILES: dict[str, dict] = {
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
         sweep_epochs=150, amp=None,
-        channels_last=False, compile=False,
+        channels_last=False, compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
     ),
     # UNMEASURED: a reasoned guess until a GPU has run it (docs/gpu.md). The paper's network, data,
     # eps = xi and optimiser on a 40-epoch schedule (paper: 150, robust overfitting after the lr drop
@@ -49,7 +50,7 @@ PROFILES: dict[str, dict] = {
         n_train=None, n_eval=1000, eval_every=2, device="auto", seed=0,
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20, amp="bf16",
-        channels_last=True, compile=False,
+        channels_last=True, compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
     ),
 }
 # pgd_alpha, pgd_steps, beta: the baselines' training attack (PGD-AT/TRADES/MART: PGD-10, step
@@ -62,6 +63,14 @@ PROFILES: dict[str, dict] = {
 # 0.05, x0.1 at epoch 55 of 60) and xi = 0.7 eps were measured on 3 seeds (README).
 # amp ('bf16' or None), channels_last and compile (False, True or a torch.compile backend): the
 # GPU fast path of training (train.fit).
+# clean_bn_forward: run the clean batch through the network in train mode before the adversarial
+# one and discard its output, as the authors' training scripts do (train_fgsm_at_cifar10_TPAP.py:218):
+# BatchNorm's running statistics then mix clean and adversarial batches (train.training_loss).
+# attack_eps: the radius of every test attack (evaluation, benchmark, notebooks); None: eps, the
+# training radius, as the profile sets it. `paper` on CIFAR-100 trains FGSM-RO at 12/255 and
+# attacks at 8/255 (the authors' scripts); xi is the third, separate radius.
+# schedule: None (the profile's epochs and milestones) or "authors": the epochs and milestones of
+# the authors' training script for the data set (AUTHORS_SCHEDULE; docs/fidelity.md).
 
 
 # Sec. 4.1.2: the paper's batch size depends on model and data set, and the authors' CIFAR-100
@@ -69,12 +78,22 @@ PROFILES: dict[str, dict] = {
 PAPER_BATCH = {("resnet18", "tiny-imagenet"): 64, ("wrn34_10", "cifar10"): 64, ("wrn34_10", "cifar100"): 64,
                ("wrn34_10", "svhn"): 64, ("wrn34_10", "tiny-imagenet"): 32}
 PAPER_TRAIN_EPS = {"cifar100": 12 / 255}
+# The authors' FGSM-RO scripts (github.com/tly18/TPAP) train for `epoch = ...` epochs with these
+# MultiStepLR milestones (x0.1), which differ from the paper's 150 epochs for all but CIFAR-100:
+# train_fgsm_at_cifar10_TPAP.py:163,168 (and TEST_other_attack.py:151 loads a `99_...pt`, the
+# 100th epoch), TPAP_cifar100/train_fgsm_at_CIFAR100_TPAP.py:130,135, TPAP_SVHN/train_FGSM-AT_svhn.py:139,144,
+# TPAP_tiny_imagenet/train_fgsm_at_tiny_TPAP.py:129,132. A milestone past the last epoch never fires.
+AUTHORS_SCHEDULE = {"cifar10": {"epochs": 100, "milestones": (75, 90, 140)},
+                    "cifar100": {"epochs": 150, "milestones": (75, 90, 140)},
+                    "svhn": {"epochs": 100, "milestones": (75, 90)},
+                    "tiny-imagenet": {"epochs": 100, "milestones": (75, 90, 190)}}
+SCHEDULES = (None, "authors")
 
 
 # Settings that are not part of a profile: their defaults (a training run's recipe and its
 # attack settings when a caller passes a bare dict to `train.fit`).
 RUN_DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
-                    amp=None, channels_last=False, compile=False)
+                    amp=None, channels_last=False, compile=False, clean_bn_forward=False)
 
 # Tab. 3 (experiments/table3.py) per profile: image side, fine-tuning epochs, test images attacked
 # (None: the whole test split). The paper gives neither the image size nor the schedule for Tab. 3:
@@ -95,14 +114,14 @@ SETTING_TYPES = {
     "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int,
     "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
     "n_adaptive": int, "baselines": str, "sweep_epochs": int, "amp": str, "channels_last": bool,
-    "compile": (bool, str),
+    "compile": (bool, str), "clean_bn_forward": bool, "attack_eps": float, "schedule": str,
 }
-NULLABLE = {"width", "n_train", "amp"}
+NULLABLE = {"width", "n_train", "amp", "attack_eps", "schedule"}
 # Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (see get_profile).
 BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size": (1, False),
           "n_eval": (1, False), "n_attack": (1, False), "n_adaptive": (1, False), "sweep_epochs": (1, False),
           "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False),
-          "eval_every": (0, False), "xi": (0, False), "pgd_alpha": (0, True),
+          "eval_every": (0, False), "xi": (0, False), "attack_eps": (0, True), "pgd_alpha": (0, True),
           "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}
 
 
@@ -136,6 +155,8 @@ def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
     if not problems and isinstance(cfg.get("milestones"), (tuple, list)):
         if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in cfg["milestones"]):
             problems.append(f"milestones={cfg['milestones']!r} must be epochs (integers >= 1)")
+    if not problems and cfg.get("schedule") not in SCHEDULES:
+        problems.append(f"schedule={cfg['schedule']!r} must be one of {SCHEDULES}")
     if problems:
         hint = (" (a negative xi steps towards the predicted label: pass allow_negative_xi=True to do that "
                 "on purpose)" if any(p.startswith("xi=") for p in problems) else "")
@@ -153,15 +174,27 @@ def get_profile(name: str = "quick", allow_negative_xi: bool = False, **override
         raise ValueError(f"Unknown setting(s) {sorted(unknown)}; a profile has {sorted(cfg)}.")
     given = {k: v for k, v in overrides.items() if v is not None}
     cfg.update(given)
+    check_settings(cfg, allow_negative_xi)
+    if cfg["attack_eps"] is None:  # the test attacks' radius: the profile's eps, before a training-only change
+        cfg["attack_eps"] = cfg["eps"]
     if name == "paper":
         if "batch_size" not in given:
             cfg["batch_size"] = PAPER_BATCH.get((cfg["model"], cfg["dataset"]), 128)
         if "eps" not in given:
             cfg["eps"] = PAPER_TRAIN_EPS.get(cfg["dataset"], cfg["eps"])
-    check_settings(cfg, allow_negative_xi)
+    if cfg["schedule"] == "authors":
+        if cfg["dataset"] not in AUTHORS_SCHEDULE:
+            raise ValueError(f"schedule='authors' is known for {sorted(AUTHORS_SCHEDULE)} (the authors' scripts), "
+                             f"not {cfg['dataset']!r}; pass epochs and milestones instead.")
+        cfg |= {k: v for k, v in AUTHORS_SCHEDULE[cfg["dataset"]].items() if k not in given}
     if isinstance(cfg["milestones"], list):
         cfg["milestones"] = tuple(cfg["milestones"])
     return cfg
+
+
+def attack_eps(cfg: dict) -> float:
+    """The radius of the test attacks: cfg['attack_eps'], or the training eps where a bare dict has none."""
+    return cfg.get("attack_eps") or cfg["eps"]
 
 
 def home() -> Path:

@@ -67,6 +67,26 @@ class Dataset:
         xte, yte = pick(self.x_test, self.y_test, n_test)
         return Dataset(self.name, xtr, ytr, xte, yte, self.classes, self.augment, self.source)
 
+    def validation_split(self, n_val: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """(train, val), both carved from the training split: choose settings on `val`, report on `train`.
+
+        n_val training images, drawn at random (fixed by `seed`, so classes mix), are held out.
+        Both returned data sets train on the remaining images; `train` keeps the real test split,
+        `val` has the held-out images as its test split (`val.test_batch(n)`). Test images are
+        never used to choose a setting.
+        """
+        if not 0 < n_val < len(self.y_train):
+            raise ValueError(f"n_val={n_val} must be between 1 and {len(self.y_train) - 1} "
+                             f"(the {len(self.y_train)} training images of {self.name}).")
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self.y_train), generator=g).to(self.y_train.device)
+        rest, held = idx[n_val:].sort().values, idx[:n_val]
+        xtr, ytr = self.x_train[rest], self.y_train[rest]
+        train = Dataset(self.name, xtr, ytr, self.x_test, self.y_test, self.classes, self.augment, self.source)
+        val = Dataset(self.name, xtr, ytr, self.x_train[held], self.y_train[held], self.classes, self.augment,
+                      self.source + " (validation split of train)")
+        return train, val
+
     def test_batch(self, n: int, device=None):
         """The first n test examples as float [0, 1] images: the fixed evaluation subset."""
         x, y = self.x_test[:n], self.y_test[:n]

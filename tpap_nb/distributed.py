@@ -36,10 +36,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .config import RUN_DEFAULTS
+from .config import RUN_DEFAULTS, attack_eps
 from .data import Dataset, batches
 from .evaluate import robust_predictions
-from .train import RUN_KEYS, _versions, save_checkpoint, training_loss
+from .train import OPTIONAL_RUN_KEYS, RUN_KEYS, _versions, save_checkpoint, training_loss
 
 
 def world() -> tuple[int, int]:
@@ -128,7 +128,7 @@ def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None 
 
 def _meta(model, data: Dataset, cfg: dict, world_size: int) -> dict:
     """The metadata `fit` writes, plus world_size."""
-    return {k: cfg.get(k) for k in RUN_KEYS} | {
+    return {k: cfg.get(k) for k in RUN_KEYS} | {k: bool(cfg.get(k)) for k in OPTIONAL_RUN_KEYS} | {
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__), "milestones":
         list(cfg["milestones"]), "num_classes": data.num_classes, "in_channels": data.in_channels,
         "image_size": data.image_size, "profile": cfg.get("profile"), "xi": cfg.get("xi"),
@@ -225,7 +225,7 @@ def main(argv=None) -> dict:
         history = fit_ddp(model, data, cfg, ckpt=a.out, sync_bn=a.sync_bn)
         xte, yte = data.test_batch(cfg["n_eval"])
         rec = {"clean": evaluate_ddp(model, xte, yte, None, cfg["xi"]),
-               "fgsm": evaluate_ddp(model, xte, yte, lambda u, v: fgsm(model, u, v, cfg["eps"]), cfg["xi"])}
+               "fgsm": evaluate_ddp(model, xte, yte, lambda u, v: fgsm(model, u, v, attack_eps(cfg)), cfg["xi"])}
         summary = {k: {m: r[f"acc_{m}"] for m in ("bare", "tpap")} for k, r in rec.items()}
         if rank == 0:
             print(json.dumps({"world_size": world_size, "history": history, "accuracy": summary,

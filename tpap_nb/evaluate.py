@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .attacks.registry import Attack, attack_info, attack_label, attack_settings, build_attack
 from .checks import check_images, check_labels
-from .config import runs_root
+from .config import attack_eps, runs_root
 from .models import eval_mode
 from .purify import purify_with_pred
 
@@ -95,7 +95,7 @@ def profile_overrides(name: str, cfg: dict) -> dict:
     Never an iteration count: an attack called `pgd20` runs 20 steps on every profile.
     """
     over = {"seed": int(cfg.get("seed") or 0)}
-    eps = cfg.get("attack_eps") or cfg["eps"]  # the test-attack radius where the profile has one
+    eps = attack_eps(cfg)  # the test-attack radius, not the training eps (config.attack_eps)
     if abs(eps - PAPER_EPS) > 1e-9:
         base = attack_settings(name)
         over |= {k: base[k] * eps / PAPER_EPS for k in EPS_KEYS.get(name, ())}

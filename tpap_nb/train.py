@@ -15,7 +15,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .attacks.base import fgsm, pgd, pgd_loop
-from .config import PROFILES, RUN_DEFAULTS, __version__, get_device, runs_root, set_seed
+from .config import (
+    AUTHORS_SCHEDULE,
+    PAPER_TRAIN_EPS,
+    PROFILES,
+    RUN_DEFAULTS,
+    __version__,
+    attack_eps,
+    get_device,
+    runs_root,
+    set_seed,
+)
 from .data import Dataset, batches, load_dataset, to_float
 from .evaluate import pgd20_attack, robust_accuracy
 from .models import build_model
@@ -24,24 +34,37 @@ RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades"
 # Settings that define a training run: a checkpoint is only resumed or reused when all match.
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
+# Settings that joined a run's name later: part of it only when set (truthy), so the checkpoints
+# made before them keep their names. clean_bn_forward: the authors' clean forward (training_loss).
+OPTIONAL_RUN_KEYS = ("clean_bn_forward",)
 # The fast path (meant for CUDA): bf16 autocast, channels_last and torch.compile (True: inductor, or a
 # backend name). Part of a run's name only when set.
 FAST_KEYS = ("amp", "channels_last", "compile")
 
 
-# The authors' PGD-AT baseline script trains 120 epochs with lr x0.1 at 75/90/110 (the FGSM-RO
-# runs: 150 epochs, 75/90/140). `recipe_config` applies it on the `paper` profile's own schedule.
+# The authors' PGD-AT baseline scripts train 120 epochs with lr x0.1 at 75/90/110
+# (train_pgd_at_cifar10.py:117,122; TPAP_cifar100/train_pgd_at_cifar100.py:140,145) and at
+# epsilon = 0.031 (8/255) on both data sets (:148, :168). `recipe_config` applies them on `paper`.
 PAPER_PGD_AT_SCHEDULE = {"epochs": 120, "milestones": (75, 90, 110)}
+# Recipes trained at the FGSM-RO eps; the others (PGD-AT, TRADES, MART) train at the attack eps on `paper`.
+FGSM_RECIPES = ("fgsm", "fgsm_multi", "fgsm_trades", "fgsm_mart")
 
 
 def recipe_config(cfg: dict, recipe: str) -> dict:
-    """cfg for training `recipe`: defaults filled in; PGD-AT on `paper` gets the authors' schedule
-    unless epochs or milestones were overridden."""
+    """cfg for training `recipe`: defaults filled in. On `paper`, PGD-AT gets the authors' schedule
+    unless epochs or milestones were overridden, and the PGD-based baselines train at the attack
+    eps (8/255) where FGSM-RO trains at a data set's own eps (CIFAR-100: 12/255)."""
     cfg = {**RUN_DEFAULTS, **cfg, "recipe": recipe}
+    if cfg.get("profile") != "paper":
+        return cfg
     paper = PROFILES["paper"]
-    if (recipe == "pgd" and cfg.get("profile") == "paper" and cfg["epochs"] == paper["epochs"]
-            and tuple(cfg["milestones"]) == paper["milestones"]):
+    own = AUTHORS_SCHEDULE.get(cfg["dataset"], paper) if cfg.get("schedule") == "authors" else paper
+    if (recipe == "pgd" and cfg["epochs"] == own["epochs"]
+            and tuple(cfg["milestones"]) == tuple(own["milestones"])):
         cfg |= PAPER_PGD_AT_SCHEDULE
+    train_eps = PAPER_TRAIN_EPS.get(cfg["dataset"])
+    if recipe not in FGSM_RECIPES and train_eps is not None and abs(cfg["eps"] - train_eps) < 1e-12:
+        cfg["eps"] = attack_eps(cfg)
     return cfg
 
 
@@ -74,7 +97,15 @@ def _mart_loss(logits, logits_adv, y, beta):
 
 
 def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """The loss of one batch for `cfg['recipe']`; adversarial examples are crafted in eval mode."""
+    """The loss of one batch for `cfg['recipe']`; adversarial examples are crafted in eval mode.
+
+    TRADES and MART pass the clean and the adversarial batch through the network separately,
+    clean first (the official TRADES/MART code, and the authors' scripts), so BatchNorm normalises
+    each batch by its own statistics. With cfg['clean_bn_forward'] the other recipes also run the
+    clean batch in train mode before the adversarial one and discard its output, as the authors'
+    FGSM-AT script does (`output_nat = model(data)`, train_fgsm_at_cifar10_TPAP.py:218): the
+    gradient is unchanged, BatchNorm's running statistics then average clean and adversarial batches.
+    """
     recipe, eps = cfg["recipe"], cfg["eps"]
     alpha = cfg["alpha"] if cfg.get("alpha") is not None else eps  # Algorithm 1: alpha = eps
     if recipe == "plain":
@@ -97,20 +128,26 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
         raise ValueError(f"Unknown training recipe {recipe!r}; choose one of {RECIPES}.")
     model.train()
     if recipe in ("trades", "fgsm_trades"):
-        logits = model(torch.cat([x, x_adv]))
-        nat, adv = logits[: len(x)], logits[len(x):]
+        nat = model(x)
+        adv = model(x_adv)
         return F.cross_entropy(nat, y) + cfg["beta"] * _kl(adv, nat).mean()
     if recipe in ("mart", "fgsm_mart"):
-        logits = model(torch.cat([x, x_adv]))
-        return _mart_loss(logits[: len(x)], logits[len(x):], y, cfg["beta"])
+        nat = model(x)
+        return _mart_loss(nat, model(x_adv), y, cfg["beta"])
+    if cfg.get("clean_bn_forward"):
+        with torch.no_grad():  # the authors keep the graph but never backpropagate through it
+            model(x)
     return F.cross_entropy(model(x_adv), y)  # Eq. 4: the loss on the adversarial batch only
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
-    """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP."""
-    n, eps, xi = cfg["n_eval"], cfg["eps"], cfg["xi"]
+    """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP.
+
+    The attacks use the attack eps (`config.attack_eps`), not the training eps.
+    """
+    n, eps, xi = cfg["n_eval"], attack_eps(cfg), cfg["xi"]
     xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
     xte, yte = data.test_batch(n)
     attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
@@ -193,7 +230,7 @@ def load_model(path: str | Path, dataset: str | None = None, model: str | None =
 
 def run_name(cfg: dict) -> str:
     """A checkpoint named by what made it: dataset, model, recipe, eps, profile + settings hash."""
-    spec = {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg[k] for k in FAST_KEYS if cfg.get(k)}
+    spec = {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg[k] for k in OPTIONAL_RUN_KEYS + FAST_KEYS if cfg.get(k)}
     key = json.dumps(spec, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     ds = cfg["dataset"].replace(":", "_").replace("/", "_")
@@ -229,7 +266,7 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
                           weight_decay=cfg["weight_decay"], fused=True if device.type == "cuda" else None)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
     gen = torch.Generator().manual_seed(cfg["seed"])
-    meta = {k: cfg.get(k) for k in RUN_KEYS} | {
+    meta = {k: cfg.get(k) for k in RUN_KEYS} | {k: bool(cfg.get(k)) for k in OPTIONAL_RUN_KEYS} | {
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__),
         "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
         "profile": cfg.get("profile"), "xi": cfg["xi"], "versions": _versions(),
@@ -238,10 +275,11 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
     history: list[dict] = []
     if ckpt is not None and Path(ckpt).exists():
         state = read_checkpoint(ckpt)
-        old = {k: state["meta"].get(k) for k in RUN_KEYS}
-        new = {k: meta.get(k) for k in RUN_KEYS}
+        keys = RUN_KEYS + OPTIONAL_RUN_KEYS
+        old = {k: state["meta"].get(k) for k in RUN_KEYS} | {k: bool(state["meta"].get(k)) for k in OPTIONAL_RUN_KEYS}
+        new = {k: meta.get(k) for k in keys}
         if old != new:
-            diff = {k: (old[k], new[k]) for k in RUN_KEYS if old[k] != new[k]}
+            diff = {k: (old[k], new[k]) for k in keys if old[k] != new[k]}
             raise CheckpointError(f"{ckpt} was made with other settings {diff} (saved, asked); "
                                   "delete it or choose another path.")
         model.load_state_dict(state["model"])

@@ -1,39 +1,79 @@
-"""Seed checks: how robust a profile's result is to the seed (how the `quick` setting was chosen)."""
+"""Seed checks: how robust a profile's result is to the seed, and the choice of xi on a validation split.
+
+`quick`'s xi was chosen this way (docs/quick-profile.md): FGSM-RO runs on the training split minus
+a held-out validation set, every candidate xi measured on the validation images, `choose_xi`'s rule
+applied. The test images are never looked at.
+"""
 from __future__ import annotations
 
-import torch
 from tqdm.auto import tqdm
 
-from ..attacks.base import fgsm, pgd
-from ..config import get_device, set_seed
+from ..attacks.base import fgsm
+from ..config import attack_eps, get_device, set_seed
 from ..data import load_dataset
-from ..evaluate import robust_accuracy
+from ..evaluate import pgd20_attack, robust_accuracy
 from ..models import build_model
 from ..train import fit
 
 
-def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0), progress: bool = True) -> list[dict]:
-    """FGSM-RO runs per seed, bare and TPAP at several xi/eps, on cfg['device'].
+def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0), progress: bool = True,
+               split: str = "validation", n_val: int | None = None, val_seed: int = 0) -> list[dict]:
+    """FGSM-RO runs per seed, bare and TPAP at several xi / eps, on cfg['device'].
 
-    One record per (seed, xi): bare clean/FGSM/PGD-20 and TPAP clean/PGD-20 on the first n_eval
-    test examples (PGD-20 with step eps/4, random start).
+    split="validation" (the default, for choosing settings): n_val training images (default
+    cfg['n_eval']) are held out (`Dataset.validation_split(n_val, val_seed)`), the network trains
+    on the rest and is measured on them. split="test": trains on the whole training split and
+    measures the first n_eval test images (for reporting a setting already chosen).
+    One record per (seed, xi): bare clean/FGSM/PGD-20 and TPAP clean/PGD-20 (PGD-20: the kit's
+    one, `evaluate.pgd20_attack`, seeded with the run's seed), attacks at the attack eps.
     """
+    if split not in ("validation", "test"):
+        raise ValueError(f"split={split!r}: use 'validation' (to choose a setting) or 'test' (to report one).")
     device = get_device(cfg.get("device") or "auto")
-    data = load_dataset(cfg["dataset"]).to(device)  # the whole training split, as when `quick` was chosen
-    x, y = data.test_batch(cfg["n_eval"])
-    eps, out = cfg["eps"], []
+    data = load_dataset(cfg["dataset"]).to(device)
+    n = n_val or cfg["n_eval"]
+    if split == "validation":
+        data = data.validation_split(n, val_seed)[1]
+    x, y = data.test_batch(n if split == "validation" else cfg["n_eval"])
+    eps, out = attack_eps(cfg), []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         set_seed(seed)
         model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"]).to(device)
         history = fit(model, data, cfg | {"seed": seed, "eval_every": 0}, progress=False)
-        torch.manual_seed(0)
-        x_pgd = pgd(model, x, y, eps, eps / 4, 20)
+        x_pgd = pgd20_attack(model, cfg | {"seed": seed})(x, y)
         bare = {k: 100 * robust_accuracy(model, a, y)["bare"]
                 for k, a in {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": x_pgd}.items()}
         for f in xi_fractions:
-            tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * eps)["tpap"] for k, a in
+            tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"])["tpap"] for k, a in
                     {"clean": x, "pgd20": x_pgd}.items()}
-            out.append({"seed": seed, "xi/eps": f, "train_seconds": sum(h["train_seconds"] for h in history),
+            out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": split, "n": len(y),
+                        "n_train": len(data.y_train), "train_seconds": sum(h["train_seconds"] for h in history),
                         "device": str(device),
                         **{f"bare_{k}": v for k, v in bare.items()}, **{f"tpap_{k}": v for k, v in tpap.items()}})
     return out
+
+
+def choose_xi(records: list[dict], max_clean_drop: float = 5.0) -> dict:
+    """The rule that picks xi from `seed_check` records (of the validation split, never the test split).
+
+    Among the xi / eps whose TPAP clean accuracy is within `max_clean_drop` points of the bare
+    model's on every seed, the one with the highest mean TPAP PGD-20 accuracy (ties: the smaller
+    xi). Returns {'xi/eps', 'xi', 'mean_tpap_pgd20', 'mean_clean_drop', 'split', 'candidates'}.
+    """
+    if not records:
+        raise ValueError("No seed_check records to choose from.")
+    if any(r.get("split") == "test" for r in records):
+        raise ValueError("These records were measured on the test split; choose xi on seed_check(split='validation').")
+    rows = []
+    for f in sorted({r["xi/eps"] for r in records}):
+        rs = [r for r in records if r["xi/eps"] == f]
+        drops = [r["bare_clean"] - r["tpap_clean"] for r in rs]
+        rows.append({"xi/eps": f, "xi": rs[0]["xi"], "mean_tpap_pgd20": sum(r["tpap_pgd20"] for r in rs) / len(rs),
+                     "mean_clean_drop": sum(drops) / len(drops), "max_clean_drop": max(drops),
+                     "ok": max(drops) <= max_clean_drop})
+    ok = [r for r in rows if r["ok"]]
+    if not ok:
+        raise ValueError(f"No xi keeps clean accuracy within {max_clean_drop} points on every seed: {rows}")
+    best = max(ok, key=lambda r: (round(r["mean_tpap_pgd20"], 6), -r["xi/eps"]))
+    return {k: best[k] for k in ("xi/eps", "xi", "mean_tpap_pgd20", "mean_clean_drop")} | {
+        "split": records[0].get("split", "validation"), "candidates": rows}

@@ -1,0 +1,201 @@
+"""Training as the authors' code does it (issue 12): the clean BatchNorm forward, separate TRADES/MART
+passes, their schedule, and training eps / attack eps / xi kept apart."""
+import copy
+
+import pytest
+import torch
+from conftest import fresh_cnn
+
+import tpap_nb as tp
+from tpap_nb import train as T
+from tpap_nb.attacks import fgsm
+from tpap_nb.config import AUTHORS_SCHEDULE, RUN_DEFAULTS, attack_eps
+
+
+def _bn(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def _one_step(model, x, y, cfg):
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss = T.training_loss(model, x, y, cfg)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+# ------------------------------------------------------------------ the clean BatchNorm forward
+@pytest.mark.parametrize("recipe", ["fgsm", "fgsm_multi", "pgd"])
+def test_clean_bn_forward_changes_bn_statistics_and_nothing_else(recipe):
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    cfg = {**RUN_DEFAULTS, "recipe": recipe, "eps": 0.2, "pgd_alpha": 0.05, "pgd_steps": 3}
+    m_off, m_on = fresh_cnn(1), fresh_cnn(1)
+    torch.manual_seed(1)
+    loss_off = _one_step(m_off, x, y, cfg)
+    torch.manual_seed(1)
+    loss_on = _one_step(m_on, x, y, cfg | {"clean_bn_forward": True})
+    assert torch.equal(loss_off, loss_on)
+    for (name, a), b in zip(m_off.named_parameters(), m_on.parameters()):
+        assert torch.equal(a, b), f"{name} differs: the clean forward must not touch the gradient"
+    changed = [not torch.allclose(a.running_mean, b.running_mean) for a, b in zip(_bn(m_off), _bn(m_on))]
+    assert changed and all(changed)
+    assert all(b.num_batches_tracked == 2 for b in _bn(m_on)) and all(b.num_batches_tracked == 1 for b in _bn(m_off))
+
+
+def test_clean_bn_forward_is_the_authors_order_clean_then_adversarial():
+    """train_fgsm_at_cifar10_TPAP.py:207-219: craft in eval mode, then model(data), then model(data_adv)."""
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    model = fresh_cnn(2)
+    ref = copy.deepcopy(model)
+    T.training_loss(model.train(), x, y, {**RUN_DEFAULTS, "recipe": "fgsm", "eps": 0.2, "clean_bn_forward": True})
+    x_adv = fgsm(ref.eval(), x, y, 0.2)
+    ref.train()
+    with torch.no_grad():
+        ref(x)
+        ref(x_adv)
+    for a, b in zip(_bn(model), _bn(ref)):
+        assert torch.allclose(a.running_mean, b.running_mean) and torch.allclose(a.running_var, b.running_var)
+
+
+def test_clean_bn_forward_names_a_run_only_when_on():
+    cfg = T.recipe_config(tp.get_profile("quick"), "fgsm")
+    assert cfg["clean_bn_forward"] is False
+    assert T.run_name(cfg) == T.run_name({k: v for k, v in cfg.items() if k != "clean_bn_forward"})
+    assert T.run_name(cfg | {"clean_bn_forward": True}) != T.run_name(cfg)
+    assert tp.get_profile("paper")["clean_bn_forward"] and tp.get_profile("gpu")["clean_bn_forward"]
+    assert not tp.get_profile("smoke")["clean_bn_forward"]
+
+
+def test_a_checkpoint_trained_without_the_clean_forward_is_not_resumed_with_it(digits, tmp_path):
+    small = digits.subset(n_train=64)
+    cfg = tp.get_profile("smoke", epochs=1, eval_every=0, width=4)
+    path = tmp_path / "run.pt"
+    tp.fit(tp.build_model("small_cnn", 10, 1, width=4), small, cfg, ckpt=path, progress=False)
+    with pytest.raises(T.CheckpointError, match="clean_bn_forward"):
+        tp.fit(tp.build_model("small_cnn", 10, 1, width=4), small, cfg | {"epochs": 2, "clean_bn_forward": True},
+               ckpt=path, progress=False)
+
+
+# ------------------------------------------------------------------ TRADES and MART: two passes
+@pytest.mark.parametrize("recipe", ["trades", "mart", "fgsm_trades", "fgsm_mart"])
+def test_trades_and_mart_pass_clean_and_adversarial_batches_separately(recipe):
+    model = fresh_cnn(3)
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    calls = []
+    model.register_forward_pre_hook(lambda m, inp: calls.append((m.training, len(inp[0]), inp[0].detach().clone())))
+    T.training_loss(model.train(), x, y, {**RUN_DEFAULTS, "recipe": recipe, "eps": 0.1, "pgd_alpha": 0.03,
+                                          "pgd_steps": 2})
+    train_calls = [c for c in calls if c[0]]
+    assert [n for _, n, _ in train_calls] == [8, 8], "one clean and one adversarial batch, never joined"
+    assert torch.equal(train_calls[0][2], x) and not torch.equal(train_calls[1][2], x)  # clean first
+
+
+# ------------------------------------------------------------------ the authors' schedule
+def test_authors_schedule_is_offered_by_name():
+    c10 = tp.get_profile("paper", schedule="authors")
+    assert (c10["epochs"], c10["milestones"]) == (100, (75, 90, 140))  # train_fgsm_at_cifar10_TPAP.py:163,168
+    assert tp.get_profile("paper")["epochs"] == 150  # the paper's text (Sec. 4.1.2)
+    assert tp.get_profile("paper", dataset="svhn", schedule="authors")["milestones"] == (75, 90)
+    assert tp.get_profile("paper", schedule="authors", epochs=7)["epochs"] == 7  # an override still wins
+    assert T.recipe_config(c10, "pgd")["epochs"] == 120  # the authors' PGD-AT script on either schedule
+    assert set(AUTHORS_SCHEDULE) == {"cifar10", "cifar100", "svhn", "tiny-imagenet"}
+    with pytest.raises(ValueError, match="schedule='authors' is known for"):
+        tp.get_profile("quick", schedule="authors")
+    with pytest.raises(ValueError, match="schedule='fast' must be one of"):
+        tp.get_profile("paper", schedule="fast")
+
+
+# ------------------------------------------------------------------ three radii
+def test_cifar100_paper_trains_fgsm_ro_at_12_and_attacks_and_baselines_at_8():
+    cfg = tp.get_profile("paper", dataset="cifar100")
+    assert cfg["eps"] == pytest.approx(12 / 255) and attack_eps(cfg) == pytest.approx(8 / 255)
+    assert cfg["xi"] == pytest.approx(8 / 255)
+    for recipe in ("fgsm", "fgsm_multi", "fgsm_trades", "fgsm_mart"):
+        assert T.recipe_config(cfg, recipe)["eps"] == pytest.approx(12 / 255)
+    for recipe in ("pgd", "trades", "mart"):
+        rc = T.recipe_config(cfg, recipe)
+        assert rc["eps"] == pytest.approx(8 / 255) and attack_eps(rc) == pytest.approx(8 / 255)
+    from tpap_nb.evaluate import profile_overrides
+
+    over = profile_overrides("pgd20", T.recipe_config(cfg, "fgsm"))
+    assert "eps" not in over or over["eps"] == pytest.approx(8 / 255)  # the paper's 8/255: nothing to move
+    c10 = tp.get_profile("paper")
+    assert attack_eps(c10) == c10["eps"] == pytest.approx(8 / 255)
+    assert tp.get_profile("paper", dataset="cifar100", eps=10 / 255)["attack_eps"] == pytest.approx(10 / 255)
+
+
+def test_per_epoch_evaluation_attacks_at_the_attack_eps(monkeypatch, digits):
+    seen = []
+    real = T.fgsm
+    monkeypatch.setattr(T, "fgsm", lambda m, a, b, eps: seen.append(eps) or real(m, a, b, eps))
+    cfg = tp.get_profile("smoke", eps=0.3, attack_eps=0.1, n_eval=8)
+    T.evaluate_epoch(fresh_cnn(), digits, cfg)
+    assert seen and all(e == pytest.approx(0.1) for e in seen)
+
+
+def test_fig5_sweep_varies_training_eps_with_attack_eps_and_xi_fixed(monkeypatch):
+    from tpap_nb.experiments import fig5
+
+    runs = []
+
+    def fake(cfg, progress=True):
+        runs.append(cfg)
+        return None, [{"epoch": 1, "test_clean": 0.5}], None
+
+    monkeypatch.setattr(fig5, "get_or_train", fake)
+    cfg = tp.get_profile("smoke")
+    fig5.fig5_sweep(cfg, epochs=2, progress=False)
+    eps_runs = runs[:3]
+    assert [r["eps"] for r in eps_runs] == pytest.approx([0.3, 0.45, 0.6])
+    assert {attack_eps(r) for r in runs} == {cfg["eps"]} and {r["xi"] for r in runs} == {cfg["xi"]}
+
+
+# ------------------------------------------------------------------ xi is chosen on a validation split
+def test_validation_split_is_carved_from_train_seeded_and_class_mixed(digits):
+    train, val = digits.validation_split(360, seed=0)
+    assert len(train.y_train) == len(val.y_train) == 1437 - 360 and len(val.y_test) == 360
+    assert torch.equal(train.x_test, digits.x_test)  # the reported test split is untouched
+    flat = lambda x: {bytes(i.flatten().tolist()) for i in x}  # noqa: E731
+    held, kept, test = flat(val.x_test), flat(train.x_train), flat(digits.x_test)
+    assert held <= flat(digits.x_train) and not held & kept and not held & test
+    assert len(set(val.y_test[:50].tolist())) == 10  # the first images already mix classes
+    again = digits.validation_split(360, seed=0)[1]
+    other = digits.validation_split(360, seed=1)[1]
+    assert torch.equal(again.x_test, val.x_test) and not torch.equal(other.y_test, val.y_test)
+    with pytest.raises(ValueError, match="n_val=1437 must be between"):
+        digits.validation_split(1437)
+
+
+def test_seed_check_measures_the_validation_split_and_choose_xi_refuses_the_test_split(monkeypatch):
+    from tpap_nb import data as D
+    from tpap_nb.experiments import seeds
+
+    real = D.Dataset.validation_split
+    asked = []
+    monkeypatch.setattr(D.Dataset, "validation_split", lambda self, n, s=0: asked.append(n) or real(self, n, s))
+    cfg = tp.get_profile("smoke", epochs=1, width=4, n_eval=40)
+    recs = seeds.seed_check(cfg, seeds=(0,), xi_fractions=(0.5, 1.0), progress=False)
+    assert asked == [40] and {r["split"] for r in recs} == {"validation"} and recs[0]["n_train"] == 1437 - 40
+    assert [r["xi"] for r in recs] == pytest.approx([0.15, 0.3])
+    best = seeds.choose_xi(recs, max_clean_drop=100.0)
+    assert best["split"] == "validation" and best["xi/eps"] in (0.5, 1.0)
+    with pytest.raises(ValueError, match="test split"):
+        seeds.choose_xi([r | {"split": "test"} for r in recs])
+
+
+def test_choose_xi_maximises_pgd20_within_the_clean_budget_on_every_seed():
+    from tpap_nb.experiments.seeds import choose_xi
+
+    def rec(seed, f, clean, pgd):
+        return {"seed": seed, "xi/eps": f, "xi": f * 0.3, "split": "validation", "bare_clean": 95.0,
+                "tpap_clean": clean, "tpap_pgd20": pgd}
+
+    recs = [rec(0, 0.6, 91.0, 85.0), rec(1, 0.6, 89.0, 86.0),  # one seed drops 6 points: out
+            rec(0, 0.7, 93.0, 78.0), rec(1, 0.7, 92.0, 76.0),
+            rec(0, 1.0, 95.0, 40.0), rec(1, 1.0, 94.0, 45.0)]
+    best = choose_xi(recs)
+    assert best["xi/eps"] == 0.7 and best["mean_tpap_pgd20"] == pytest.approx(77.0)
+    assert choose_xi(recs, max_clean_drop=7.0)["xi/eps"] == 0.6
