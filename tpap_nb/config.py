@@ -95,6 +95,11 @@ SCHEDULES = (None, "authors")
 RUN_DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
                     amp=None, channels_last=False, compile=False, clean_bn_forward=False)
 
+# Notebook 07 per profile: a factor on the counts of experiments/adaptive.py's own attacks (PGD
+# steps and restarts, APGD steps, Square queries; the `settings` column says what ran), never on a
+# registry attack's: its AutoAttack always runs the official standard settings. Missing: 1.0.
+ADAPTIVE_SCALE = {"smoke": 0.1, "quick": 0.5}
+
 # Tab. 3 (experiments/table3.py) per profile: image side, fine-tuning epochs, test images attacked
 # (None: the whole test split). The paper gives neither the image size nor the schedule for Tab. 3:
 # `paper` takes the ImageNet size 224 and its CIFAR schedule. Other profiles use `quick`'s row.

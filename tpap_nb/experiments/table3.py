@@ -60,7 +60,7 @@ def row_config(cfg: dict, row: dict, size: int, epochs: int) -> dict:
     return cfg | {k: paper[k] for k in ("lr", "momentum", "weight_decay", "pgd_steps", "beta")} | {
         "dataset": f"caltech101-{size}", "model": "resnet18_imagenet", "width": None, "n_train": None,
         "epochs": epochs, "milestones": milestones, "eps": row["eps"], "batch_size": row["batch_size"],
-        "pgd_alpha": row["eps"] / 4, "eval_pgd_alpha": None, "xi": TEST_EPS, "attack_eps": TEST_EPS}
+        "pgd_alpha": row["eps"] / 4, "xi": TEST_EPS, "attack_eps": TEST_EPS}
 
 
 def table3(cfg: dict, rows: dict | None = None, size: int | None = None, epochs: int | None = None,
