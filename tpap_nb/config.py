@@ -60,7 +60,9 @@ PROFILES: dict[str, dict] = {
 # in the Fig. 5 sweep. To fit a 2-core CPU in 20 minutes, `quick` trains its baselines with
 # PGD-5 (paper: PGD-10), trains only PGD-AT as a baseline and attacks 200 examples in 03 and 100
 # in 07; every attack runs its full definition (PGD-20 is 20 steps on every profile). Its schedule (lr
-# 0.05, x0.1 at epoch 55 of 60) and xi = 0.7 eps were measured on 3 seeds (README).
+# 0.05, x0.1 at epoch 55 of 60) and xi = 0.7 eps were measured on 3 seeds on the test images; a
+# re-check on a validation split (seeds.seed_check, issue 12) found no xi meeting its rule
+# (docs/quick-profile.md).
 # amp ('bf16' or None), channels_last and compile (False, True or a torch.compile backend): the
 # GPU fast path of training (train.fit).
 # clean_bn_forward: run the clean batch through the network in train mode before the adversarial
