@@ -18,7 +18,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check tpap_nb tests
 	$(PY) -m pytest -q
-	TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 300
+	TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 900
 
 setup: $(VENV)/.installed
 

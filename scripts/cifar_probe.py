@@ -108,7 +108,7 @@ def main(argv=None):
     xi = (a.xi if a.xi is not None else a.eps) / 255
     cfg = dict(recipe="fgsm", eps=eps, xi=xi, epochs=a.epochs, batch_size=a.bs, lr=a.lr,
                milestones=tuple(int(m) for m in a.milestones.split(",") if m), momentum=0.9,
-               weight_decay=a.wd, n_eval=a.n_val, eval_every=a.eval_every, seed=a.seed, eval_pgd_alpha=None,
+               weight_decay=a.wd, n_eval=a.n_val, eval_every=a.eval_every, seed=a.seed,
                dataset=data.name, model=a.model, width=a.width, n_train=a.n_train, profile="probe")
     set_seed(a.seed)
     model = build_model(a.model, data.num_classes, data.in_channels, a.width)
