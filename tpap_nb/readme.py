@@ -18,6 +18,8 @@ from pathlib import Path
 from .config import REPO
 from .paper import TABLE2, TABLE6, TABLE7
 
+LABELLED = ("pgd20", "pgd100", "aa")
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = ("clean", "fgsm", "pgd20", "pgd100", "cw2", "cw2_l2", "ddn", "ddn_l2", "aa", "sta", "sta_advertorch",
            "sta_flow1", "fwa", "tidim", "dim")
@@ -39,6 +41,15 @@ def _f(v, nd: int = 1) -> str:
 
 def _row(label: str, values: dict, nd: int = 1) -> str:
     return f"| {label} | " + " | ".join(_f(values.get(c), nd) for c in COLUMNS) + " |"
+
+
+
+def _labels(settings: dict) -> str:
+    """What the iterative columns ran (steps x step, restarts / queries, radius), from the run's settings."""
+    from .attacks.registry import attack_label, attack_settings
+    from .evaluate import profile_overrides
+
+    return "; ".join(attack_label(a, attack_settings(a, **profile_overrides(a, settings))) for a in LABELLED)
 
 
 def results_section(figures: Path | None = None) -> str:
@@ -103,7 +114,7 @@ def results_section(figures: Path | None = None) -> str:
         + (f"iterations x {s['attack_scale']:g}, a setting since removed" if s.get("attack_scale", 1) != 1
            else "every attack at its full definition")
         + "). The paper's STA is advertorch's flawed one, its TI-DIM plain DIM; CW2, DDN, STA are unbounded "
-        "(not robustness, docs/fidelity.md).**",
+        "(not robustness, docs/fidelity.md).** As run: " + _labels(s) + ".",
         "",
         "| | " + " | ".join(HEADS) + " |",
         "|---|" + "---|" * len(COLUMNS),
@@ -170,3 +181,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
