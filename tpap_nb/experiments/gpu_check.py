@@ -32,7 +32,7 @@ from ..attacks.registry import attack_label, build_attack
 from ..checks import TorchattacksMissing
 from ..config import REPO, get_device, get_profile, set_seed
 from ..data import load_dataset
-from ..evaluate import robust_predictions
+from ..evaluate import profile_overrides, robust_predictions
 from ..models import build_model
 from ..plots import plot_history, save_figure
 from ..train import fit, get_or_train
@@ -121,7 +121,7 @@ def stage_tab2(model, data, cfg: dict, n: int, dev, toy: bool = False) -> list[d
     for name in TAB2_ATTACKS:
         t0 = time.perf_counter()
         try:
-            settings = _attack_settings(name, cfg) | (TOY_ATTACK_SETTINGS.get(name, {}) if toy else {})
+            settings = profile_overrides(name, cfg) | (TOY_ATTACK_SETTINGS.get(name, {}) if toy else {})
             attack = None if name == "clean" else build_attack(name, model, **settings)
         except TorchattacksMissing as err:
             rows.append({"attack": name, "skipped": str(err).splitlines()[0]})
@@ -133,12 +133,6 @@ def stage_tab2(model, data, cfg: dict, n: int, dev, toy: bool = False) -> list[d
                      "acc_tpap": 100 * res["tpap"].float().mean().item(),
                      "seconds": time.perf_counter() - t0, "settings": {} if attack is None else attack.settings})
     return rows
-
-
-def _attack_settings(name: str, cfg: dict) -> dict:
-    from ..evaluate import profile_overrides
-
-    return profile_overrides(name, cfg)
 
 
 def plot_tab2(rows: list[dict], title: str):
@@ -195,17 +189,20 @@ def run(out: Path, toy: bool = False, budget_s: float = 540.0, device: str = "au
     data = data.to(dev)
     stage("paper_epochs", 0 if toy else 90, lambda: stage_paper_epochs(paper, data, dev, 1 if toy else paper_epochs))
 
+    trained = {}  # the gpu model for stage 4, kept out of the JSON record
+
     def train_gpu():
-        model, history, gdata = get_or_train(gpu, progress=not toy)
-        rec["_model"] = (model, gdata)
+        # same data set, n_train and seed as `paper`: the data loaded above is reused
+        model, history, gdata = get_or_train(gpu, progress=not toy, data=data)
+        trained.update(model=model, data=gdata)
         fig = plot_history(history, title=f"gpu profile: FGSM-RO ResNet-18 on {gdata.name}")
         save_figure(fig, "gpu_training_curves", gpu, device=dev, history=history)
         return {"history": history, "train_seconds": sum(h["train_seconds"] for h in history),
                 "checkpoint": str(model.checkpoint)}
 
     stage("train_gpu_profile", 0 if toy else 120, train_gpu)
-    if "_model" in rec:
-        model, gdata = rec.pop("_model")
+    if trained:
+        model, gdata = trained["model"], trained["data"]
         n = min(16 if toy else n_tab2, len(gdata.y_test))
 
         def tab2():
