@@ -6,19 +6,29 @@ PROFILE ?= quick
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 CELL_TIMEOUT ?= 900
 
-.PHONY: run test setup lab nb bench gpu-check readme lint clean
+.PHONY: run solutions test setup lab nb bench gpu-check readme lint clean
 
-## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures into figures/, then
-## the README's results section from them (make readme)
+## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures and their run times into
+## figures/$(PROFILE)/ (the tracked figures of that profile), then the README's results and the notebooks'
+## run-time lines from them (make readme)
 run: $(VENV)/.installed
-	$(PY) -m tpap_nb.notebooks --profile $(PROFILE) --out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
-	$(PY) -m tpap_nb.readme
+	TPAP_FIGURES=figures/$(PROFILE) $(PY) -m tpap_nb.notebooks --profile $(PROFILE) --out build/$(PROFILE) \
+		--cell-timeout $(CELL_TIMEOUT)
+	$(MAKE) readme
 
-## test: lint, pytest, then every notebook on the smoke profile (what CI runs)
+## solutions: the worked solutions (solutions/NN_*.ipynb) on $(PROFILE), after `make run` made the checkpoints;
+## their run times into figures/$(PROFILE)/runtimes.json
+solutions: $(VENV)/.installed
+	TPAP_FIGURES=figures/$(PROFILE) $(PY) -m tpap_nb.notebooks --dir solutions --profile $(PROFILE) \
+		--out build/$(PROFILE)/solutions --cell-timeout $(CELL_TIMEOUT)
+
+## test: lint, pytest, then every notebook and every solution on the smoke profile (what CI runs)
+SMOKE := TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check tpap_nb tests
 	$(PY) -m pytest -q
-	TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 900
+	$(SMOKE) $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 900
+	$(SMOKE) $(PY) -m tpap_nb.notebooks --dir solutions --profile smoke --out build/smoke/solutions --cell-timeout 900
 
 setup: $(VENV)/.installed
 
@@ -33,17 +43,20 @@ $(VENV)/.installed: pyproject.toml
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )  # containers run as root
 
-## nb: one notebook on one profile, e.g. make nb NB=01 PROFILE=paper
+## nb: one notebook on one profile, e.g. make nb NB=01 PROFILE=paper (figures into build/$(PROFILE)/figures)
 nb: $(VENV)/.installed
-	$(PY) -m tpap_nb.notebooks --profile $(PROFILE) --only $(NB) --out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
+	TPAP_FIGURES=build/$(PROFILE)/figures $(PY) -m tpap_nb.notebooks --profile $(PROFILE) --only $(NB) \
+		--out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
 
 ## bench: speed ratios on this machine (python -m tpap_nb.experiments.cost --help for options)
 bench: $(VENV)/.installed
 	$(PY) -m tpap_nb.experiments.cost
 
-## readme: rewrite the README's results section from figures/*.json (the last run's numbers)
+## readme: rewrite the README's results section from figures/<profile>/*.json (the last run's numbers) and
+## every notebook's run-time line and install cell from figures/<profile>/runtimes.json
 readme: $(VENV)/.installed
 	$(PY) -m tpap_nb.readme
+	$(PY) -m tpap_nb.notebooks --stamp
 
 ## gpu-check: the GPU check (bench, paper epochs, the gpu profile, a Tab. 2 subset) into $(OUT) (~9 min on one H100)
 OUT ?= build/gpu-check

@@ -1,11 +1,19 @@
-"""Notebooks are committed clean and follow the kit's parameter convention (STYLE.md)."""
+"""Notebooks and their worked solutions are committed clean and follow the kit's parameter convention (STYLE.md)."""
 import ast
 import json
 from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))  # solutions/ may be empty or missing: no cases then
+BOTH = NOTEBOOKS + SOLUTIONS
+INSTALL_TAG = "install"  # the hosted-notebook install cell (tpap_nb.notebooks.stamp) that comes before the imports
+
+
+def _name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
 
 
 def test_there_are_ordered_notebooks_and_the_readme_lists_each():
@@ -17,7 +25,7 @@ def test_there_are_ordered_notebooks_and_the_readme_lists_each():
     assert all(f"| `{p.stem}` |" in readme for p in NOTEBOOKS)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BOTH, ids=_name)
 def test_every_import_of_a_notebook_resolves(path):
     """A moved or renamed function breaks here, not minutes into a papermill run."""
     import importlib
@@ -29,26 +37,26 @@ def test_every_import_of_a_notebook_resolves(path):
                 module = importlib.import_module(node.module)
                 for alias in node.names:
                     assert hasattr(module, alias.name) or importlib.util.find_spec(
-                        f"{node.module}.{alias.name}"), f"{path.name}: {node.module}.{alias.name}"
+                        f"{node.module}.{alias.name}"), f"{_name(path)}: {node.module}.{alias.name}"
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith("tpap_nb"):
                         importlib.import_module(alias.name)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BOTH, ids=_name)
 def test_committed_without_outputs(path):
     nb = json.loads(path.read_text())
     dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
              and (c.get("outputs") or c.get("execution_count") is not None)]
-    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+    assert not dirty, f"{_name(path)}: cells {dirty} carry outputs; clear them before committing"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BOTH, ids=_name)
 def test_one_parameters_cell_of_flat_typed_commented_literals(path):
     nb = json.loads(path.read_text())
     cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(cells) == 1, f"{path.name}: expected exactly one cell tagged 'parameters'"
+    assert len(cells) == 1, f"{_name(path)}: expected exactly one cell tagged 'parameters'"
     src = "".join(cells[0]["source"])
     tree = ast.parse(src)
     assert all(isinstance(node, ast.AnnAssign) for node in tree.body), "only `name: type = literal` lines"
@@ -58,5 +66,24 @@ def test_one_parameters_cell_of_flat_typed_commented_literals(path):
         line = src.splitlines()[node.lineno - 1]
         assert "  # " in line, f"{path.name}: parameter line without a trailing comment: {line!r}"
         assert "=" not in line.split("#", 1)[1], f"papermill misparses '=' in comments: {line!r}"
-    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"
+                  and INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
     assert code_cells.index(cells[0]) == 1, "the parameters cell comes right after the imports"
+    installs = [i for i, c in enumerate(nb["cells"]) if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
+    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    assert installs in ([], [first_code]), f"{path.name}: the install cell, if any, is the one first code cell"
+
+
+def test_the_parameters_rule_holds_on_a_stamped_notebook(tmp_path):
+    """The stamp inserts the install cell before the imports; the parameters cell is still right after them."""
+    from tpap_nb import notebooks as runner
+
+    path = tmp_path / "notebooks" / NOTEBOOKS[1].name
+    path.parent.mkdir()
+    path.write_text(NOTEBOOKS[1].read_text())
+    assert runner.stamp([path], runtimes={}) == [path]
+    nb = json.loads(path.read_text())
+    first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    assert INSTALL_TAG in first_code["metadata"]["tags"]
+    test_one_parameters_cell_of_flat_typed_commented_literals(path)
+    test_committed_without_outputs(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tpap_nb import readme
+from tpap_nb import config, readme
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -28,10 +28,23 @@ def test_every_link_and_image_exists():
         assert (ROOT / target).exists(), target
 
 
+def test_each_profile_has_its_own_figure_folder():
+    """Issue 11: regenerating one profile never overwrites another's; only `make run` writes figures/."""
+    assert not list((ROOT / "figures").glob("*.png")), "figures belong in figures/<profile>/"
+    assert (ROOT / "figures" / readme.DEMO / "01_training_curves.json").exists()
+    for sub in (ROOT / "figures").iterdir():
+        assert sub.is_dir() and sub.name in config.PROFILES, f"figures/{sub.name} is not a profile's folder"
+        for meta in sub.glob("*.json"):
+            if meta.name != "runtimes.json":
+                assert json.loads(meta.read_text())["profile"] == sub.name, f"{meta} was made by another profile"
+    make = (ROOT / "Makefile").read_text()
+    assert "TPAP_FIGURES=figures/$(PROFILE)" in make and "make run PROFILE=cifar" in README.read_text()
+
+
 def test_the_section_follows_the_numbers(tmp_path):
     figures = tmp_path / "figures"
     shutil.copytree(ROOT / "figures", figures)
-    path = figures / "01_training_curves.json"
+    path = figures / readme.DEMO / "01_training_curves.json"
     meta = json.loads(path.read_text())
     meta["numbers"]["tpap_pgd20"] = 12.34
     path.write_text(json.dumps(meta))
@@ -42,6 +55,33 @@ def test_the_section_follows_the_numbers(tmp_path):
     assert not readme.update(page, figures, check=True) and "old" in page.read_text()
     assert not readme.update(page, figures)
     assert readme.update(page, figures, check=True) and page.read_text().endswith("outro\n")
-    (figures / "07_adaptive_attacks.json").unlink()
-    with pytest.raises(FileNotFoundError, match="make run"):
+    (figures / readme.DEMO / "07_adaptive_attacks.json").unlink()
+    with pytest.raises(FileNotFoundError, match=f"make run PROFILE={readme.DEMO}"):
         readme.results_section(figures)
+
+
+def test_a_cifar_part_comes_first_once_its_figures_exist(tmp_path):
+    figures = tmp_path / "figures"
+    shutil.copytree(ROOT / "figures" / readme.DEMO, figures / readme.DEMO)
+    first = next(iter(readme.SHOWN_FIRST))
+    assert f"### `{first}`" not in readme.results_section(figures)
+    shutil.copytree(figures / readme.DEMO, figures / first)
+    section = readme.results_section(figures)
+    assert section.index(f"### `{first}`") < section.index(f"### `{readme.DEMO}`")
+    assert f"(figures/{first}/01_training_curves.png)" in section
+
+
+def test_the_spread_is_rendered_from_seed_records(tmp_path):
+    settings = json.loads((ROOT / "figures" / readme.DEMO / "03_attack_heatmap.json").read_text())["settings"]
+    rec = {"split": "test", "xi": settings["xi"], "n": settings["n_eval"], "commit": "abc", "threads": 2,
+           "clean_bn_forward": False, "bare_clean": 90.0, "tpap_clean": 91.0, "bare_pgd20": 1.0, "tpap_pgd20": 80.0}
+    folder = tmp_path / "docs" / "measurements"
+    folder.mkdir(parents=True)
+    lines = [rec | {"seed": 0}, rec | {"seed": 1, "bare_pgd20": 7.25, "tpap_pgd20": 70.0},
+             rec | {"seed": 2, "tpap_pgd20": 1.0, "xi": settings["xi"] * 2}]  # another xi: not this setting
+    (folder / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = readme.seed_spread(settings, folder)
+    assert "seeds 0, 1 " in text and "PGD-20 1.0-7.2 %" in text and "PGD-20 70.0-80.0 %" in text
+    assert "commit abc, 2 threads" in text and "docs/measurements/seeds.jsonl" in text
+    (folder / "seeds.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    assert readme.seed_spread(settings, folder) == ""  # one seed is no spread

@@ -205,7 +205,7 @@ def attack_eps(cfg: dict) -> float:
 
 
 def home() -> Path:
-    """Where data/, runs/ and figures/ go by default: the repository in a source checkout (pyproject.toml
+    """Where data/, runs/ and build/figures/ go by default: the repository in a source checkout (pyproject.toml
     beside the package), else the current working directory (an installed copy in site-packages)."""
     return REPO if (REPO / "pyproject.toml").is_file() else Path.cwd()
 
@@ -224,9 +224,20 @@ def runs_root() -> Path:
     return _env_path("TPAP_RUNS", "runs")
 
 
+# Interactive runs (JupyterLab, `make nb`) write figures into a build folder; only `make run` (and the commands
+# that regenerate the README's figures) set TPAP_FIGURES=figures/<profile>, the tracked figures of that profile.
+FIGURES_DEFAULT = "build/figures"
+
+
 def figures_root() -> Path:
-    """Saved figures: $TPAP_FIGURES, else figures/ in `home()`."""
-    return _env_path("TPAP_FIGURES", "figures")
+    """Saved figures (and the runner's runtimes.json): $TPAP_FIGURES, else build/figures/ in `home()`."""
+    return _env_path("TPAP_FIGURES", FIGURES_DEFAULT)
+
+
+def tracked_figures(profile: str | None = None) -> Path:
+    """The tracked figures of the repository (`make run` writes figures/<profile>/); the folder of all with None."""
+    root = REPO / "figures"
+    return root if profile is None else root / profile
 
 
 def set_seed(seed: int = 0) -> None:

@@ -1,67 +1,289 @@
-"""Run every notebook in notebooks/ in number order with papermill (python -m tpap_nb.notebooks)."""
+"""Run the notebooks (or their solutions) in number order with papermill, record how long each took, and stamp
+those times into the notebooks.
+
+    python -m tpap_nb.notebooks --profile smoke                  notebooks/*.ipynb (make run, make test)
+    python -m tpap_nb.notebooks --dir solutions --profile smoke  solutions/*.ipynb (make solutions, make test)
+    python -m tpap_nb.notebooks --stamp                          rewrite every notebook's run-time line and
+                                                                 install cell from the records (make readme)
+
+Each run writes its per-notebook seconds (profile, device, torch threads, commit, date) into runtimes.json
+beside the run's figures (`config.figures_root()`: figures/<profile>/ under `make run`, else build/figures/).
+The stamp reads the tracked records, figures/<profile>/runtimes.json, and rewrites the line between
+`<!-- runtime -->` and `<!-- /runtime -->` in the first markdown cell of every notebook and solution, so the
+run time a reader sees is the last measured one, never typed. tests/test_lessons.py checks the stamps.
+"""
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from .config import PROFILES, REPO
+from .config import PROFILES, REPO, figures_root, get_device, tracked_figures
 
+FOLDERS = ("notebooks", "solutions")  # lesson notebooks and their worked solutions, same file names
 NOTEBOOKS = REPO / "notebooks"
+RUNTIMES = "runtimes.json"
+RUNTIME_START, RUNTIME_END = "<!-- runtime -->", "<!-- /runtime -->"
+INSTALL_TAG = "install"
+TORCHATTACKS = "torchattacks==3.5.1"  # as the Makefile installs it (--no-deps, docs/install.md)
 
 
-def notebook_paths(only: str | None = None) -> list[Path]:
-    """notebooks/NN_*.ipynb in order; `only` picks those whose name starts with it (e.g. '01')."""
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+def notebook_paths(only: str | None = None, folder: Path | str = "notebooks") -> list[Path]:
+    """<folder>/NN_*.ipynb in order (folder: 'notebooks', 'solutions' or a path); `only` picks those whose name
+    starts with it (e.g. '01'). A missing or empty folder gives [] (solutions/ may not exist yet)."""
+    folder = _folder(folder)
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb")) if folder.is_dir() else []
     if only:
         paths = [p for p in paths if p.name.startswith(only)]
         if not paths:
-            raise SystemExit(f"No notebook in {NOTEBOOKS} starts with {only!r}.")
+            raise SystemExit(f"No notebook in {folder} starts with {only!r}.")
     return paths
 
 
-def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 900) -> list[tuple[str, float]]:
-    """Execute the notebooks headlessly on `profile`; executed copies go to `out` (never back into git)."""
+def _folder(folder: Path | str) -> Path:
+    folder = Path(folder)
+    return folder if folder.is_absolute() else REPO / folder
+
+
+def _key(path: Path) -> str:
+    """How a notebook is named in the records: 'notebooks/00_start_here.ipynb' (its folder and file name)."""
+    return f"{path.parent.name}/{path.name}"
+
+
+# ---------------------------------------------------------------- run times
+def run_environment(profile: str) -> dict:
+    """Where a run happens: the device the profile resolves to, torch threads, commit, date."""
+    import torch
+
+    from .plots import git_commit
+
+    dev = get_device(PROFILES[profile]["device"] if profile in PROFILES else "auto")
+    device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {"device": device, "threads": torch.get_num_threads(), "commit": git_commit(),
+            "date": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def record_times(times: list[tuple[Path, float]], profile: str, env: dict, folder: Path | None = None) -> Path:
+    """Merge per-notebook seconds into <folder>/runtimes.json ({profile: {'notebooks/NN_x.ipynb': {...}}}):
+    the notebooks just run replace their old entries, the others keep theirs."""
+    path = (folder if folder is not None else figures_root()) / RUNTIMES
+    records = json.loads(path.read_text()) if path.exists() else {}
+    section = records.setdefault(profile, {})
+    for nb, seconds in times:
+        section[_key(nb)] = {"seconds": round(seconds, 1), **env}
+    records[profile] = dict(sorted(section.items()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n")
+    return path
+
+
+def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 900,
+        folder: Path | str = "notebooks") -> list[tuple[str, float]]:
+    """Execute the notebooks of `folder` headlessly on `profile`, each in its own folder as working directory;
+    executed copies go to `out` (never back into git); the seconds of each go to runtimes.json."""
     import papermill as pm
 
     if profile not in PROFILES:
         raise SystemExit(f"Unknown profile {profile!r}; choose one of {sorted(PROFILES)}.")
+    paths = notebook_paths(only, folder)
+    if not paths:
+        print(f"[{profile}] no notebooks in {_folder(folder)}: nothing to run")
+        return []
     out.mkdir(parents=True, exist_ok=True)
-    for var in ("TPAP_DATA", "TPAP_RUNS", "TPAP_FIGURES"):  # the kernels run in notebooks/: pin paths
+    for var in ("TPAP_DATA", "TPAP_RUNS", "TPAP_FIGURES"):  # the kernels run in the notebooks' folder: pin paths
         if os.environ.get(var):
             os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+    env = run_environment(profile)
     times = []
-    for nb in notebook_paths(only):
+    for nb in paths:
         t0 = time.perf_counter()
-        print(f"[{profile}] {nb.name} ...", flush=True)
+        print(f"[{profile}] {_key(nb)} ...", flush=True)
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), parameters={"profile": profile},
-                                cwd=str(NOTEBOOKS), kernel_name="python3", execution_timeout=cell_timeout,
+                                cwd=str(nb.parent), kernel_name="python3", execution_timeout=cell_timeout,
                                 progress_bar=False)
         except pm.PapermillExecutionError as err:
-            print(f"FAILED {nb.name}: {err.ename}: {err.evalue}\n(executed copy: {out / nb.name})", file=sys.stderr)
+            print(f"FAILED {_key(nb)}: {err.ename}: {err.evalue}\n(executed copy: {out / nb.name})", file=sys.stderr)
             raise SystemExit(1) from None
         except Exception as err:  # e.g. a cell past --cell-timeout, or a dead kernel
-            print(f"FAILED {nb.name}: {type(err).__name__}: {err} (per-cell limit {cell_timeout} s; "
+            print(f"FAILED {_key(nb)}: {type(err).__name__}: {err} (per-cell limit {cell_timeout} s; "
                   f"executed copy: {out / nb.name})", file=sys.stderr)
             raise SystemExit(1) from None
-        times.append((nb.name, time.perf_counter() - t0))
+        times.append((nb, time.perf_counter() - t0))
+        record_times(times[-1:], profile, env)  # after each notebook, so a later failure keeps the earlier times
         print(f"[{profile}] {nb.name} done in {times[-1][1]:.1f} s", flush=True)
     total = sum(t for _, t in times)
-    print(f"[{profile}] {len(times)} notebooks in {total:.1f} s")
-    return times
+    print(f"[{profile}] {len(times)} notebooks in {total:.1f} s; times in {figures_root() / RUNTIMES}")
+    return [(nb.name, t) for nb, t in times]
+
+
+# ---------------------------------------------------------------- the stamp
+def load_runtimes(figures: Path | None = None) -> dict[str, dict]:
+    """{profile: {'notebooks/NN_x.ipynb': record}} from the tracked figures/<profile>/runtimes.json."""
+    figures = Path(figures) if figures is not None else tracked_figures()
+    found = {}
+    for path in sorted(figures.glob(f"*/{RUNTIMES}")):
+        section = json.loads(path.read_text()).get(path.parent.name)
+        if section:
+            found[path.parent.name] = section
+    order = list(PROFILES) + sorted(set(found) - set(PROFILES))
+    return {p: found[p] for p in order if p in found}
+
+
+def duration(seconds: float) -> str:
+    """'41 s', '5 min 12 s', '1 h 3 min'."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {round((s % 3600) / 60)} min"
+
+
+def _where(rec: dict) -> str:
+    device = rec.get("device", "?")
+    if device == "cpu":
+        n = rec.get("threads")
+        device = f"CPU, {n} thread{'s' if n != 1 else ''}" if n else "CPU"
+    return f"{device}, commit {rec.get('commit', '?')}"
+
+
+def runtime_line(key: str, runtimes: dict[str, dict]) -> str:
+    """The sentence the stamp writes for notebook `key` ('notebooks/NN_x.ipynb'), from the records."""
+    recs = [(p, section[key]) for p, section in runtimes.items() if key in section]
+    if not recs:
+        return ("Measured run time: none recorded yet (`make run PROFILE=...` records it in "
+                "figures/<profile>/runtimes.json).")
+    wheres = {_where(r) for _, r in recs}
+    if len(wheres) == 1:
+        return ("Measured run time: " + ", ".join(f"`{p}` {duration(r['seconds'])}" for p, r in recs)
+                + f" ({wheres.pop()}).")
+    return "Measured run time: " + ", ".join(f"`{p}` {duration(r['seconds'])} ({_where(r)})" for p, r in recs) + "."
+
+
+def _source_url() -> str | None:
+    """The kit's source repository, if pyproject.toml names one under [project.urls] (it names none today)."""
+    pyproject = REPO / "pyproject.toml"
+    text = pyproject.read_text() if pyproject.is_file() else ""
+    section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    if not section:
+        return None
+    urls = dict(re.findall(r'^\s*"?([\w -]+?)"?\s*=\s*"([^"]+)"', section.group(1), re.M))
+    for name in ("Source", "Repository", "source", "repository", "Homepage", "homepage"):
+        if urls.get(name, "").startswith("https://"):
+            return urls[name]
+    return None
+
+
+def install_source(url: str | None = None) -> str:
+    """The first code cell of every notebook: on a hosted notebook service (Colab, Kaggle), where `tpap_nb` is
+    not importable, install the kit and torchattacks as the README does; a no-op everywhere else."""
+    if url:
+        missing = f'kit = "tpap-nb @ git+{url}"'
+    else:
+        missing = ('raise SystemExit("tpap_nb is not installed and no copy of the kit is in this folder, its parent "\n'
+                   '                         "or a subfolder: get the kit\'s folder (with pyproject.toml), then run "\n'
+                   '                         "%pip install -e KIT_FOLDER and %pip install --no-deps '
+                   + TORCHATTACKS + '")')
+    return f"""# Hosted notebooks (Colab, Kaggle): where `tpap_nb` is not importable, install the kit, then torchattacks
+# with --no-deps, as the README does; everywhere else this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("tpap_nb") is None:
+    here = Path.cwd()
+    kits = [p for p in (here.parent, here, *sorted(here.glob("*/")))
+            if (p / "pyproject.toml").is_file() and (p / "tpap_nb" / "__init__.py").is_file()]
+    if kits:
+        kit = str(kits[0])
+        sys.path.insert(0, kit)  # importable in this kernel without a restart
+    else:
+        {missing}
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", kit] if kits else
+                   [sys.executable, "-m", "pip", "install", "-q", kit], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "{TORCHATTACKS}"], check=True)
+    importlib.invalidate_caches()"""
+
+
+def _source(text: str) -> list[str]:
+    """A cell's source as nbformat stores it: lines with their newlines."""
+    return text.splitlines(keepends=True)
+
+
+def stamp_notebook(nb: dict, key: str, runtimes: dict[str, dict], url: str | None = None) -> dict:
+    """`nb` with its run-time line (first markdown cell) and its install cell (first code cell) up to date."""
+    line = f"{RUNTIME_START}\n{runtime_line(key, runtimes)}\n{RUNTIME_END}"  # own lines: Markdown renders it
+    cells = nb["cells"]
+    first_md = next((c for c in cells if c["cell_type"] == "markdown"), None)
+    if first_md is None:
+        raise ValueError(f"{key}: no markdown cell to carry the run time")
+    text = "".join(first_md["source"])
+    if RUNTIME_START in text and RUNTIME_END in text:
+        before, rest = text.split(RUNTIME_START, 1)
+        text = before + line + rest.split(RUNTIME_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + line
+    first_md["source"] = _source(text)
+    cell = {"cell_type": "code", "execution_count": None, "id": "install", "metadata": {"tags": [INSTALL_TAG]},
+            "outputs": [], "source": _source(install_source(url))}
+    old = [i for i, c in enumerate(cells) if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
+    for i in reversed(old):
+        del cells[i]
+    first_code = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells))
+    cells.insert(first_code, cell)
+    return nb
+
+
+def dumps(nb: dict) -> str:
+    """The repository's notebook formatting (one-space indent, UTF-8 kept, final newline)."""
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def stamp(paths: list[Path] | None = None, runtimes: dict | None = None, check: bool = False) -> list[Path]:
+    """Stamp every notebook and solution (or `paths`); returns those that changed (with check=True: that would)."""
+    paths = paths if paths is not None else [p for f in FOLDERS for p in notebook_paths(folder=f)]
+    runtimes = runtimes if runtimes is not None else load_runtimes()
+    url = _source_url()
+    stale = []
+    for path in paths:
+        old = path.read_text()
+        new = dumps(stamp_notebook(json.loads(old), _key(path), runtimes, url))
+        if new != old:
+            stale.append(path)
+            if not check:
+                path.write_text(new)
+    return stale
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--profile", default="quick", help="smoke | quick | paper")
-    ap.add_argument("--out", type=Path, default=None, help="folder for executed copies (default build/<profile>)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick", help=" | ".join(PROFILES))
+    ap.add_argument("--dir", default="notebooks", help="folder of the notebooks to run: notebooks (default) or "
+                    "solutions")
+    ap.add_argument("--out", type=Path, default=None, help="folder for executed copies (default build/<profile>, "
+                    "build/<profile>/<dir> for another folder)")
     ap.add_argument("--only", default=None, help="run only notebooks whose name starts with this, e.g. 01")
     ap.add_argument("--cell-timeout", type=int, default=900, help="seconds per cell before failing")
+    ap.add_argument("--stamp", action="store_true", help="run nothing: rewrite every notebook's run-time line and "
+                    "install cell from figures/<profile>/runtimes.json")
+    ap.add_argument("--check", action="store_true", help="with --stamp: only say which notebooks are stale")
     a = ap.parse_args(argv)
-    run(a.profile, a.out or REPO / "build" / a.profile, a.only, a.cell_timeout)
+    if a.stamp:
+        changed = stamp(check=a.check)
+        verb = "stale" if a.check else "stamped"
+        print(f"run-time stamps: {len(changed)} {verb}" + "".join(f"\n  {_key(p)}" for p in changed))
+        if a.check and changed:
+            sys.exit(1)
+        return
+    out = a.out or REPO / "build" / a.profile / ("" if a.dir == "notebooks" else Path(a.dir).name)
+    run(a.profile, out, a.only, a.cell_timeout, a.dir)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,22 @@ def device_name(device=None) -> str:
 
 
 class Saved(dict):
-    """The provenance record of a saved figure; shows as one line in a notebook."""
+    """The provenance record of a saved figure; shows as one line in a notebook, naming the folder it went to."""
+
+    folder = None  # where save_figure wrote it (not part of the JSON record)
 
     def __repr__(self) -> str:
-        return f"saved figures/{self['figure']} (profile {self['profile']}, {self['device']}, commit {self['commit']})"
+        where = self.folder or "figures"
+        try:
+            where = where.resolve().relative_to(REPO)
+        except (AttributeError, ValueError):
+            pass
+        return f"saved {where}/{self['figure']} (profile {self['profile']}, {self['device']}, commit {self['commit']})"
 
 
 def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, device=None, **numbers) -> Saved:
-    """Save `fig` as figures/<name>.png (and .pdf) with <name>.json: profile, device, commit, date, numbers.
+    """Save `fig` as <name>.png (and .pdf) with <name>.json (profile, device, commit, date, numbers) in
+    `config.figures_root()`: $TPAP_FIGURES (`make run`: figures/<profile>/), else build/figures/.
 
     `device` is where the numbers were computed (default: the device cfg['device'] resolves to,
     the one `get_or_train` uses).
@@ -71,7 +79,9 @@ def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, devi
             "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
             "numbers": numbers}
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1, default=str))
-    return Saved(meta)
+    saved = Saved(meta)
+    saved.folder = out
+    return saved
 
 
 def plot_history(history: list[dict], title: str = ""):

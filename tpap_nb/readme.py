@@ -1,11 +1,13 @@
-"""The README's results section, written from the figures' provenance JSON of the last run.
+"""The README's results section, written from the figures' provenance JSON of the last runs.
 
     python -m tpap_nb.readme            (make readme)   rewrite README.md between the markers
     python -m tpap_nb.readme --check                   exit 1 when the README is stale
 
-Every number in the section comes from figures/*.json (written by `plots.save_figure` during
-`make run`) or from the paper's tables (`paper.py`), so the README cannot drift from the figures
-it shows; tests/test_readme.py checks that the committed section is what this module writes.
+Every number in the section comes from figures/<profile>/*.json (written by `plots.save_figure` during
+`make run PROFILE=<profile>`), from the seed records in docs/measurements/ or from the paper's tables
+(`paper.py`), so the README cannot drift from the figures it shows; tests/test_readme.py checks that the
+committed section is what this module writes. The digits demonstration (DEMO) is always shown; a profile
+of SHOWN_FIRST (CIFAR-10) gets its own part above it once its figures exist.
 """
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ import math
 import sys
 from pathlib import Path
 
-from .config import REPO
+from .config import REPO, tracked_figures
 from .paper import TABLE2, TABLE6, TABLE7
 
+DEMO = "quick"  # the fully offline digits run that `make run` makes by default (the one place naming it)
+SHOWN_FIRST = {"cifar": "CIFAR-10"}  # profiles shown above the demo once figures/<profile>/ exists
+MEASUREMENTS = REPO / "docs" / "measurements"
 LABELLED = ("pgd20", "pgd100", "aa")
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -31,7 +36,8 @@ HEADS = ("clean", "FGSM", "PGD-20", "PGD-100", "CW2", "CW2 L2<=0.5", "DDN", "DDN
 def _load(figures: Path, name: str) -> dict:
     path = figures / f"{name}.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the notebooks (make run) before `make readme`.")
+        raise FileNotFoundError(f"{path} is missing: run the notebooks (make run PROFILE={figures.name}) "
+                                f"before `make readme`.")
     return json.loads(path.read_text())
 
 
@@ -52,9 +58,45 @@ def _labels(settings: dict) -> str:
     return "; ".join(attack_label(a, attack_settings(a, **profile_overrides(a, settings))) for a in LABELLED)
 
 
-def results_section(figures: Path | None = None) -> str:
-    """The Markdown between the README's result markers, from figures/*.json."""
-    figures = Path(figures) if figures is not None else REPO / "figures"
+def seed_spread(settings: dict, measurements: Path | None = None) -> str:
+    """One sentence: how far this setting's numbers moved across seeds, from the seed records (docs/measurements/)
+    of the same profile settings (test split, same xi and BatchNorm forward); '' when none match."""
+    folder = Path(measurements) if measurements is not None else MEASUREMENTS
+    rows, files = [], set()
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for line in path.read_text().splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if ("bare_pgd20" in r and r.get("split") == "test" and math.isclose(r.get("xi", -1), settings["xi"])
+                    and r.get("n") == settings.get("n_eval")
+                    and bool(r.get("clean_bn_forward")) == bool(settings.get("clean_bn_forward"))):
+                rows.append(r)
+                files.add(path.relative_to(folder.parent.parent).as_posix() if folder.parent.parent in path.parents
+                          else path.name)
+    if len({r["seed"] for r in rows}) < 2:
+        return ""
+
+    def span(key: str) -> str:
+        lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
+        return f"{_f(lo)}-{_f(hi)}"
+
+    where = sorted({f"commit {r.get('commit', '?')}, {r.get('threads', '?')} "
+                    f"thread{'' if r.get('threads') == 1 else 's'}" for r in rows})
+    return (f"seeds {', '.join(str(r['seed']) for r in sorted(rows, key=lambda r: r['seed']))} of this setting "
+            f"({'; '.join(where)}; `{', '.join(sorted(files))}`) gave bare clean {span('bare_clean')}, PGD-20 "
+            f"{span('bare_pgd20')} %; TPAP clean {span('tpap_clean')}, PGD-20 {span('tpap_pgd20')} %.")
+
+
+def results_section(figures: Path | None = None, measurements: Path | None = None) -> str:
+    """The Markdown between the README's result markers: one part per profile in figures/<profile>/ (the CIFAR-10
+    profile first when present, then the digits demonstration)."""
+    root = Path(figures) if figures is not None else tracked_figures()
+    parts = [(p, title) for p, title in SHOWN_FIRST.items() if (root / p).is_dir()] + [(DEMO, "digits, offline")]
+    return "\n\n".join(f"### `{p}` ({title})\n\n" + profile_section(root / p, measurements) for p, title in parts)
+
+
+def profile_section(figures: Path, measurements: Path | None = None) -> str:
+    """One profile's results from figures/<profile>/*.json; image links point at figures/<profile>/."""
+    img = f"figures/{figures.name}"
     curves, sweep, heat = _load(figures, "01_training_curves"), _load(figures, "02_xi_sweep"), \
         _load(figures, "03_attack_heatmap")
     adaptive, tsne, cost = _load(figures, "07_adaptive_attacks"), _load(figures, "05_tsne"), \
@@ -87,17 +129,18 @@ def results_section(figures: Path | None = None) -> str:
     attacked = [k for (row, k) in recs if row == "TPAP" and k != "clean" and ("PGD-AT", k) in recs]
     better = [k for k in attacked if recs["TPAP", k]["knn_acc"] > recs["PGD-AT", k]["knn_acc"]]
     cn = cost["numbers"]
+    spread = seed_spread(s, measurements)
     lines = [
-        f"Written by `make readme` from `figures/*.json` of the last `make run`: profile `{s['profile']}` "
-        f"({s['dataset']}, {s['model']}, eps = {eps:g}, xi = {s['xi']:g}), {curves['device']}, "
-        f"commit {', '.join(commits)}. The full account of that run is in [docs/results.md](docs/results.md).",
+        f"From `{img}/*.json` of the last `make run PROFILE={s['profile']}` (`make readme`): {s['dataset']}, "
+        f"{s['model']}, eps = {eps:g}, xi = {s['xi']:g}, {curves['device']}, commit {', '.join(commits)}; "
+        f"the run's account: [docs/results.md](docs/results.md).",
         "",
         f"**Robust overfitting (01, Fig. 1/4).** Epoch {s['epochs']}, {s['n_eval']} test images: bare clean "
         f"{_f(c['test_clean'])}, FGSM {_f(c['test_fgsm'])}, PGD-20 {_f(c['test_pgd20'])} % (train FGSM "
         f"{_f(c['train_fgsm'])} %, train PGD-20 {_f(c['train_pgd20'])} %); with TPAP clean {_f(c['tpap_clean'])}, "
-        f"PGD-20 {_f(c['tpap_pgd20'])} %.",
+        f"PGD-20 {_f(c['tpap_pgd20'])} %." + (f" **Spread:** {spread}" if spread else ""),
         "",
-        "![training curves](figures/01_training_curves.png)",
+        f"![training curves]({img}/01_training_curves.png)",
         "",
         f"**Tab. 6 (03, {s['n_attack']} test images).** Without / with purification: clean "
         f"{_f(bare['clean'])} / {_f(tpap['clean'])}, FGSM {_f(bare['fgsm'])} / {_f(tpap['fgsm'])}, PGD-20 "
@@ -108,7 +151,7 @@ def results_section(figures: Path | None = None) -> str:
         f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {at_eps:g} (about eps) it is "
         f"{_f(pgd_by_xi[at_eps])} % (clean {_f(clean_by_xi[at_eps])} %).",
         "",
-        "![xi sweep](figures/02_xi_sweep.png)",
+        f"![xi sweep]({img}/02_xi_sweep.png)",
         "",
         f"**Tab. 2 (03, {s['n_attack']} test images, attacks crafted on the bare model, then purified; "
         + (f"iterations x {s['attack_scale']:g}, a setting since removed" if s.get("attack_scale", 1) != 1
@@ -129,7 +172,7 @@ def results_section(figures: Path | None = None) -> str:
                     f"{_f(v['pgd20'])} with TPAP" for k, v in t7.items())
         + " (paper, with TPAP: " + ", ".join(f"{k} {v['clean']} / {v['pgd20']}" for k, v in TABLE7.items()) + ").",
         "",
-        "![heatmap](figures/03_attack_heatmap.png)",
+        f"![heatmap]({img}/03_attack_heatmap.png)",
         "",
         f"**Beyond the paper: adaptive attacks (07, {s['n_adaptive']} test images).** Under the paper's protocol "
         f"TPAP keeps {_f(protocol)} % (clean {_f(ta.get('clean'))} %); attacked as a whole pipeline its per-sample "
@@ -137,7 +180,7 @@ def results_section(figures: Path | None = None) -> str:
         + ", ".join(f"{k} {_f(ta[k])}" for k in grads)
         + f"); bare model {_f(bare_a.get('worst-case'))} %, {pgd_at_name} {_f(pgd_at.get('worst-case'))} %.",
         "",
-        "![adaptive](figures/07_adaptive_attacks.png)",
+        f"![adaptive]({img}/07_adaptive_attacks.png)",
         "",
         f"**Fig. 7, Tab. 5 (05, 06).** t-SNE: TPAP's purified features separate the classes better than PGD-AT's "
         f"attacked ones (k-NN accuracy) under {len(better)} of {len(attacked)} attacks "
@@ -158,11 +201,12 @@ def split(text: str) -> tuple[str, str, str]:
     return before, section.strip("\n"), after
 
 
-def update(readme: Path | None = None, figures: Path | None = None, check: bool = False) -> bool:
+def update(readme: Path | None = None, figures: Path | None = None, check: bool = False,
+           measurements: Path | None = None) -> bool:
     """Rewrite the section (or with check=True only compare); True when it was up to date."""
     readme = Path(readme) if readme is not None else REPO / "README.md"
     before, old, after = split(readme.read_text())
-    new = results_section(figures)
+    new = results_section(figures, measurements)
     if not check and new != old:
         readme.write_text(f"{before}{START}\n{new}\n{END}{after}")
     return new == old
@@ -171,7 +215,8 @@ def update(readme: Path | None = None, figures: Path | None = None, check: bool 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only say whether README.md is up to date")
-    ap.add_argument("--figures", type=Path, default=None, help="folder of the figures' JSON (default figures/)")
+    ap.add_argument("--figures", type=Path, default=None, help="folder of the profiles' figure folders "
+                    "(default figures/, holding figures/<profile>/*.json)")
     a = ap.parse_args(argv)
     fresh = update(figures=a.figures, check=a.check)
     print("README results: " + ("up to date" if fresh else "stale" if a.check else "rewritten"))
