@@ -120,6 +120,27 @@ def test_status_names_what_is_missing(tmp_path, monkeypatch):
     assert t3.status() == (True, "Caltech-101 and the ImageNet ResNet-18 weights are available.")
 
 
+def test_status_without_download_only_looks(tmp_path, monkeypatch):
+    """Notebook 03's default (run_table3 False): nothing is fetched, and the message says how to fetch."""
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("status(download=False) tried to download")
+
+    monkeypatch.setenv("TPAP_DATA", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(tdata, "download_caltech101", no_fetch)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_fetch)
+    monkeypatch.setattr(models, "imagenet_resnet18_state", no_fetch)
+    ok, msg = t3.status(download=False)
+    assert not ok and "Caltech-101" in msg and "ResNet-18" in msg and "run_table3=True" in msg
+    _fake_caltech(tmp_path)
+    _, target = models.imagenet_resnet18_file()
+    ok, msg = t3.status(download=False)
+    assert not ok and "Caltech-101 under" not in msg and str(target) in msg  # only the weights are missing
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"weights")
+    assert t3.status(download=False) == (True, "Caltech-101 and the ImageNet ResNet-18 weights are available.")
+
+
 @pytest.mark.slow
 def test_table3_runs_end_to_end_and_reuses_its_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("TPAP_DATA", str(tmp_path))

@@ -3,8 +3,8 @@
 The paper (Sec. 4.2): torchvision's ImageNet ResNet-18 fine-tuned on Caltech-101 (loaded by
 `tpap_nb.data.load_caltech101`, 8:2 split); PGD-AT* trained at eps 8/255, TPAP-TRADES* at eps
 16/255 with batch 32; all tested with FGSM and PGD-20 at 8/255. Both the data (about 130 MB) and
-the weights (45 MB) are downloaded on first use; offline, `status()` says what is missing and
-`table3` raises one clear error.
+the weights (45 MB) are downloaded on first use; `status(download=False)` only looks for them,
+offline `status()` says what is missing and `table3` raises one clear error.
 
     from tpap_nb.experiments.table3 import status, table3
     ok, message = status(download=False)
@@ -33,23 +33,32 @@ TABLE3_ROWS = {
 
 
 def status(download: bool = True) -> tuple[bool, str]:
-    """Are Caltech-101 and the ImageNet weights here (downloading them when `download`)? Says what is missing."""
+    """Are Caltech-101 and the ImageNet weights here? Says what is missing.
+
+    With download=True a missing piece is downloaded (about 130 MB + 45 MB); with download=False
+    nothing is fetched: the data folder and the cached weights file are only looked for.
+    """
     root, missing = data_root(), []
     if not (root / "caltech101" / "101_ObjectCategories").is_dir():
         try:
             if not download:
-                raise OSError("download=False")
+                raise FileNotFoundError("not on disk; download=False")
             _data.download_caltech101(root)
         except Exception as err:
             missing.append(f"Caltech-101 under {root / 'caltech101'} ({type(err).__name__}; get {CALTECH_URL})")
-    try:
-        _models.imagenet_resnet18_state()  # looked up at call time, so a test can stand in for it
-    except _models.WeightsUnavailable:
-        url, target = _models.imagenet_resnet18_file()
-        missing.append(f"torchvision's ImageNet ResNet-18 weights at {target} (get {url})")
+    url, target = _models.imagenet_resnet18_file()
+    if not download:
+        if not target.is_file():
+            missing.append(f"torchvision's ImageNet ResNet-18 weights at {target} (get {url})")
+    else:
+        try:
+            _models.imagenet_resnet18_state()  # looked up at call time, so a test can stand in for it
+        except _models.WeightsUnavailable:
+            missing.append(f"torchvision's ImageNet ResNet-18 weights at {target} (get {url})")
     if missing:
-        return False, ("Tab. 3 skipped: " + "; ".join(missing) + ". On a machine with internet both are "
-                       "downloaded here (about 130 MB + 45 MB).")
+        how = ("On a machine with internet both are downloaded here (about 130 MB + 45 MB)." if download else
+               "Nothing was downloaded: run with run_table3=True to fetch them (about 130 MB + 45 MB).")
+        return False, "Tab. 3 skipped: " + "; ".join(missing) + ". " + how
     return True, "Caltech-101 and the ImageNet ResNet-18 weights are available."
 
 
