@@ -77,14 +77,117 @@ def test_profile_table_and_side_by_side_keep_the_papers_order():
 @pytest.mark.slow
 def test_fig5_sweep_trains_one_run_per_setting_at_its_eps(digits):
     cfg = tp.get_profile("smoke", epochs=4, width=4, n_train=128, n_eval=32, milestones=(3,))
-    recs = fig5.fig5_sweep(cfg, eps_multiples=(1.0, 2.0), batch_sizes=(32,), epochs=2, progress=False)
+    kw = dict(eps_multiples=(1.0, 2.0), batch_sizes=(32,), lr_multiples=(2.0,), epochs=2, progress=False)
+    recs = fig5.fig5_sweep(cfg, **kw)
     settings = {(r["panel"], r["setting"]) for r in recs}
-    assert settings == {("eps", "1 x eps"), ("eps", "2 x eps"), ("batch size", "bs 32")}
+    assert settings == {("training eps", "1 x eps"), ("training eps", "2 x eps"), ("batch size", "bs 32"),
+                        ("learning rate", f"lr {2 * cfg['lr']:.3g}")}
     by = {r["setting"]: r for r in recs if r["epoch"] == 2}
     assert by["2 x eps"]["eps"] == pytest.approx(2 * cfg["eps"]) and by["bs 32"]["batch_size"] == 32
+    assert by[f"lr {2 * cfg['lr']:.3g}"]["lr"] == pytest.approx(2 * cfg["lr"])
     assert all(0 <= r[k] <= 100 for r in recs for k in ("train_fgsm", "test_pgd20", "tpap_pgd20"))
-    again = fig5.fig5_sweep(cfg, eps_multiples=(1.0, 2.0), batch_sizes=(32,), epochs=2, progress=False)
+    again = fig5.fig5_sweep(cfg, **kw)
     assert again == recs  # the second call reuses the checkpoints
+
+
+def _sweep_record(panel, setting, epoch, clean, fgsm_acc, **kw):
+    rec = {"panel": panel, "setting": setting, "epoch": epoch, "train_clean": clean, "train_fgsm": fgsm_acc,
+           "train_pgd20": 5.0, "test_clean": clean, "test_fgsm": fgsm_acc, "test_pgd20": 2.0, "tpap_pgd20": 60.0}
+    return rec | kw
+
+
+def test_fig5_sentences_name_the_runs_that_leak_and_overfit():
+    recs = [_sweep_record("training eps", "1 x eps", e, 80.0, 70.0) for e in (1, 2)]
+    recs += [_sweep_record("training eps", "2 x eps", 1, 40.0, 45.0),
+             _sweep_record("training eps", "2 x eps", 2, 30.0, 95.0, train_pgd20=1.0)]
+    leaks = fig5.label_leaking(recs)
+    assert {(r["setting"], r["epoch"], r["split"]) for r in leaks} == {("2 x eps", e, s) for e in (1, 2)
+                                                                       for s in ("train", "test")}
+    text = fig5.leaking_sentence(recs)
+    assert "1 of 2 runs" in text and "`2 x eps`" in text and "95.0 %" in text and "`1 x eps`" not in text
+    assert "At no evaluated epoch" in fig5.leaking_sentence(recs[:2])
+    ro = fig5.overfitting_sentence(recs)  # 2 x eps: train FGSM 95, train PGD-20 1, but test clean 30 (< 50)
+    assert "`1 x eps` does not overfit" in ro and "`2 x eps` does not overfit" in ro
+    recs[-1] |= {"train_clean": 60.0, "test_clean": 60.0, "test_fgsm": 90.0}
+    assert "`2 x eps` overfits" in fig5.overfitting_sentence(recs)
+
+
+def test_plot_fig5_has_a_row_per_lever_and_integer_epochs():
+    import matplotlib.pyplot as plt
+
+    from tpap_nb.plots import FIG5_PAIRS, plot_fig5
+
+    levers = (("training eps", ("1 x eps", "2 x eps")), ("batch size", ("bs 32",)), ("learning rate", ("lr 0.1",)))
+    recs = [_sweep_record(p, s, e, 50.0, 40.0) for p, ss in levers for s in ss for e in (1, 3, 5)]
+    fig = plot_fig5(recs)
+    fig.canvas.draw()
+    axes = fig.axes
+    assert len(axes) == 3 * len(FIG5_PAIRS)
+    ticks = [float(t) for t in axes[-1].get_xticks() if 1 <= t <= 5]
+    assert ticks and all(t == int(t) for t in ticks)  # integer epochs only
+    legends = [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    assert [lg.get_title().get_text() for lg in legends] == ["training eps", "batch size", "learning rate"]
+    plt.close(fig)
+
+
+def test_accuracy_grid_and_heatmap_mark_what_was_not_run():
+    import matplotlib.pyplot as plt
+
+    from tpap_nb.plots import heatmap
+
+    cfg = {"xi": 0.2, "pgd_steps": 5}
+    rec = lambda a, b, t: {"attack": a, "acc_bare": b, "acc_tpap": t, "label": f"{a} (20 x 0.01, eps 0.3, n = 8)"}  # noqa: E731
+    records = {"fgsm": [rec("fgsm", 90.0, 50.0), rec("pgd20", 0.0, 70.0)], "pgd": [rec("fgsm", 60.0, 55.0)]}
+    clean = {"fgsm": {"bare": 0.9, "tpap": 0.85}, "pgd": {"bare": 0.8, "tpap": 0.7}}
+    grid = tables.accuracy_grid(records, clean, cfg, ["fgsm", "pgd20"])
+    assert list(grid.columns) == ["clean", "fgsm", "pgd20"] and len(grid) == 4
+    assert "PGD-AT (PGD-5), bare" in grid.index and grid.loc["PGD-AT (PGD-5), + TPAP", "clean"] == pytest.approx(70)
+    assert grid["pgd20"].isna().sum() == 2 and grid.loc["FGSM-RO (FGSM-AT, Algorithm 1), bare", "pgd20"] == 0.0
+    fig = heatmap(grid)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("not run") == 2 and "0" in texts  # a real 0 is drawn as 0, a missing cell as "not run"
+    plt.close(fig)
+    assert tables.column_label(rec("pgd20", 0, 0)) == "pgd20\n20 x 0.01, eps 0.3"
+
+
+def test_table_sentences_follow_the_numbers():
+    bare, pur = {"clean": 90.0, "fgsm": 80.0, "pgd20": 1.0}, {"clean": 88.0, "fgsm": 60.0, "pgd20": 70.0}
+    text = tables.purification_sentence(bare, pur, {"without purification": {"pgd20": 0.18},
+                                                    "with purification": {"pgd20": 79.06}})
+    assert "pgd20 1.0 -> 70.0 % (+69.0 points; paper 0.2 -> 79.1, +78.9)" in text
+    assert "helps on pgd20 and costs on clean, fgsm" in text
+    recs = lambda t: [{"attack": "pgd20", "acc_tpap": t, "acc_bare": 0.0}]  # noqa: E731
+    paper = {"FGSM": {"pgd20": 79.0}, "PGD-10": {"pgd20": 42.0}}
+    same = tables.table7_sentence({"FGSM": recs(60.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
+    assert "FGSM (60.0 %" in same and "(ours agrees)" in same
+    other = tables.table7_sentence({"FGSM": recs(20.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
+    assert "ours differs: PGD-5 above FGSM" in other
+    assert "up to ties" in tables.table7_sentence({"FGSM": recs(30.0), "PGD-5": recs(30.0)}, paper,
+                                                  {"PGD-5": "PGD-10"})
+    ok = [{"check": "a", "passed": True}, {"check": "b", "passed": True}]
+    assert tables.checks_sentence(ok).startswith("All 2 sanity checks pass")
+    assert tables.checks_sentence(ok + [{"check": "c", "passed": False}]).startswith("1 of 3 sanity checks fail (c)")
+
+
+def test_differences_are_rendered_from_the_run():
+    cfg = tp.get_profile("smoke")
+    records = [{"attack": "fgsm", "acc_tpap": 40.0, "acc_bare": 80.0},
+               {"attack": "pgd20", "acc_tpap": 70.0, "acc_bare": 3.0}]
+    text = tables.differences(cfg, records, {"tpap": 0.9, "bare": 0.92}, {"clean": 86.25, "fgsm": 61.41,
+                                                                          "pgd20": 79.06}, 32)
+    assert "`small_cnn` on `digits`" in text and "not comparable" in text
+    assert "loses 50.0 points here and 24.8 in the paper (more here)" in text
+    assert "keeps 3.0 % and TPAP 70.0 % here; the paper reports 79.1 %" in text
+    paper_cfg = tp.get_profile("paper")
+    assert "The setups match" in tables.differences(paper_cfg, records, {"tpap": 0.9}, {}, 10)
+
+
+def test_bare_and_purified_maps_a_renamed_row_to_the_papers():
+    recs = {"PGD-5": [{"attack": "pgd20", "acc_bare": 1.0, "acc_tpap": 30.0}]}
+    df = tables.bare_and_purified(recs, {"PGD-5": {"bare": 0.8, "tpap": 0.7}}, {"PGD-10": {"pgd20": 42.74}},
+                                  ["clean", "pgd20"], paper_names={"PGD-5": "PGD-10"})
+    assert list(df.index) == ["paper: PGD-10 + TPAP", "ours: PGD-5 bare", "ours: PGD-5 + TPAP"]
+    assert df.loc["ours: PGD-5 + TPAP", "clean"] == pytest.approx(70.0)
 
 
 def test_time_round_robin_alternates_and_sizes_repeats():

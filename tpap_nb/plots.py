@@ -125,30 +125,77 @@ def show_images(rows: dict, titles: dict | None = None, cmap="gray", diff_scale:
     return fig
 
 
-def heatmap(table, title: str = "", fmt: str = ".0f"):
-    """Accuracy heatmap (rows: model x defence, columns: attacks), 0-100 %."""
-    import seaborn as sns
+def heatmap(table, title: str = "", fmt: str = ".0f", missing: str = "not run", wrap: int = 15):
+    """Accuracy heatmap (rows: training recipe x defence, columns: attacks), 0-100 %.
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 0.9 + 0.45 * table.shape[0]))
+    A NaN cell is a combination that was not run: it is hatched and labelled `missing`, never
+    drawn as a blank or a 0. Column labels are wrapped at `wrap` characters (newlines kept).
+    """
+    import textwrap
+
+    import numpy as np
+    import seaborn as sns
+    from matplotlib.patches import Rectangle
+
+    n_rows, n_cols = table.shape
+    fig, ax = plt.subplots(figsize=(3.0 + 1.05 * n_cols, 1.8 + 0.42 * n_rows))
     sns.heatmap(table, annot=True, fmt=fmt, vmin=0, vmax=100, cmap="viridis", cbar_kws={"label": "accuracy (%)"},
-                ax=ax)
-    ax.set(xlabel="attack", ylabel="", title=title)
+                linewidths=0.5, linecolor="white", ax=ax)
+    for i, j in zip(*np.where(table.isna().to_numpy())):
+        ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.94", edgecolor="0.55", hatch="///", lw=0))
+        ax.text(j + 0.5, i + 0.5, missing, ha="center", va="center", fontsize=7, color="0.2",
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
+    ax.set_xticks(np.arange(n_cols) + 0.5)
+    ax.set_xticklabels(["\n".join(textwrap.fill(part, wrap) for part in str(c).split("\n")) for c in table.columns],
+                       rotation=0, fontsize=7.5, va="top")
+    ax.set_yticks(np.arange(n_rows) + 0.5)
+    ax.set_yticklabels([str(r) for r in table.index], rotation=0, fontsize=8.5)
+    ax.set(xlabel="", ylabel="", title=title)
     return fig
 
 
-def plot_fig5(records, metrics=("train_fgsm", "test_pgd20", "tpap_pgd20")):
-    """Fig. 5: accuracy per epoch for each training eps (top) and batch size (bottom)."""
+# Fig. 5's columns: (title, metric drawn solid, metric drawn dashed). Label leaking shows where a
+# dashed FGSM line runs above the solid clean line of the same colour.
+FIG5_PAIRS = (("train set: clean (solid), FGSM (dashed)", "train_clean", "train_fgsm"),
+              ("test set: clean (solid), FGSM (dashed)", "test_clean", "test_fgsm"),
+              ("test PGD-20: bare (solid), TPAP (dashed)", "test_pgd20", "tpap_pgd20"))
+
+
+def plot_fig5(records, pairs=FIG5_PAIRS, title: str = ""):
+    """Fig. 5: accuracy per epoch, one row per lever (training eps, batch size, learning rate), one colour per setting.
+
+    Each column draws two metrics of the same runs (`pairs`: solid and dashed), on integer epochs;
+    each row's legend sits outside its last panel, so nothing overlaps the curves.
+    """
     import pandas as pd
-    import seaborn as sns
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     df = pd.DataFrame(records)
     panels = list(dict.fromkeys(df["panel"]))
-    fig, axes = plt.subplots(len(panels), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(panels)),
-                             squeeze=False, sharey=True)
-    names = {"train_fgsm": "train FGSM", "test_pgd20": "test PGD-20 (bare)", "tpap_pgd20": "test PGD-20 (TPAP)",
-             "test_clean": "test clean", "test_fgsm": "test FGSM"}
+    fig, axes = plt.subplots(len(panels), len(pairs), figsize=(3.9 * len(pairs) + 1.8, 2.7 * len(panels) + 0.6),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
     for i, panel in enumerate(panels):
-        for j, m in enumerate(metrics):
-            sns.lineplot(data=df[df.panel == panel], x="epoch", y=m, hue="setting", marker="o", ax=axes[i, j])
-            axes[i, j].set(title=f"{names.get(m, m)}, by {panel}", ylabel="accuracy (%)", ylim=(-2, 102))
+        sub = df[df.panel == panel]
+        settings = list(dict.fromkeys(sub["setting"]))
+        colors = plt.get_cmap("viridis")([0.05 + 0.8 * k / max(1, len(settings) - 1) for k in range(len(settings))])
+        for j, (name, solid, dashed) in enumerate(pairs):
+            ax = axes[i, j]
+            for setting, color in zip(settings, colors):
+                run = sub[sub.setting == setting].sort_values("epoch")
+                ax.plot(run.epoch, run[solid], color=color, ls="-", marker="o", ms=3.5)
+                ax.plot(run.epoch, run[dashed], color=color, ls="--", marker="s", ms=3.5, mfc="white")
+            ax.set_ylim(-3, 103)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+            if i == len(panels) - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel(f"by {panel}\naccuracy (%)")
+        handles = [Line2D([], [], color=c, marker="o", ms=4, label=s) for s, c in zip(settings, colors)]
+        axes[i, -1].legend(handles=handles, title=panel, loc="center left", bbox_to_anchor=(1.03, 0.5),
+                           frameon=False, fontsize=8, title_fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig

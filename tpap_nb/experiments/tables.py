@@ -79,19 +79,159 @@ def table2(records: dict[str, list[dict]], clean: dict[str, dict], paper: dict[s
 
 
 def bare_and_purified(records: dict[str, list[dict]], clean: dict[str, dict], paper: dict[str, dict],
-                      columns):
-    """Tab. 7 with both sides: per training recipe the bare model's accuracy and TPAP's, and the paper's TPAP."""
+                      columns, paper_names: dict[str, str] | None = None):
+    """Tab. 7 with both sides: per training recipe the bare model's accuracy and TPAP's, and the paper's TPAP.
+
+    paper_names maps a row of ours to the paper's row where the names differ (e.g. our "PGD-5"
+    on a profile that trains with 5 steps, to the paper's "PGD-10").
+    """
     import pandas as pd
 
     rows = {}
     for name, recs in records.items():
         by = {r["attack"]: r for r in recs}
-        if name in paper:
-            rows[f"paper: {name} + TPAP"] = {c: paper[name].get(c) for c in columns}
+        ref = (paper_names or {}).get(name, name)
+        if ref in paper:
+            rows[f"paper: {ref} + TPAP"] = {c: paper[ref].get(c) for c in columns}
         for side, key in (("bare", "acc_bare"), ("+ TPAP", "acc_tpap")):
             rows[f"ours: {name} {side}"] = {c: (100 * clean[name][key[4:]] if c == "clean" else by[c][key])
                                             for c in columns if c == "clean" or c in by}
     return pd.DataFrame(rows).T.reindex(columns=list(columns)).astype(float).round(2)
+
+
+def recipe_label(recipe: str, cfg: dict) -> str:
+    """A training recipe in words, with the attack counts of the profile (PGD-k from cfg['pgd_steps'])."""
+    k = cfg.get("pgd_steps", 10)
+    names = {"plain": "no adversarial training", "fgsm": "FGSM-RO (FGSM-AT, Algorithm 1)",
+             "fgsm_multi": "TPAP* network (FGSM at eps and 2 eps)", "pgd": f"PGD-AT (PGD-{k})",
+             "trades": f"TRADES (PGD-{k})", "mart": f"MART (PGD-{k})",
+             "fgsm_trades": "TRADES loss on FGSM (TPAP+TRADES)", "fgsm_mart": "MART loss on FGSM (TPAP+MART)",
+             "cw2": f"CW2-AT ({k} Adam steps, Tab. 7)"}
+    return names.get(recipe, recipe)
+
+
+def accuracy_grid(records: dict[str, list[dict]], clean: dict[str, dict], cfg: dict, attacks):
+    """Every model against every attack: rows (recipe, bare | + TPAP), columns clean and `attacks`, accuracy in %.
+
+    records: {recipe: run_attacks records}; clean: {recipe: robust_accuracy(model, x, y, xi=xi)}
+    (fractions). A (recipe, attack) that was not run stays NaN, so a plot can mark it as such.
+    """
+    import pandas as pd
+
+    rows = {}
+    for recipe, recs in records.items():
+        by = {r["attack"]: r for r in recs}
+        for side, key in (("bare", "bare"), ("+ TPAP", "tpap")):
+            rows[f"{recipe_label(recipe, cfg)}, {side}"] = {"clean": 100 * clean[recipe][key]} | {
+                a: by[a][f"acc_{key}"] for a in attacks if a in by}
+    return pd.DataFrame(rows).T.reindex(columns=["clean", *attacks]).astype(float)
+
+
+def column_label(record: dict) -> str:
+    """A short column header from a record's `label` (attack_label): the name, then its count and its budget."""
+    name, label = record["attack"], record.get("label") or attack_label(record["attack"], None)
+    inner = label[label.find("(") + 1:label.rfind(")")] if "(" in label else ""
+    parts = [p for p in inner.split(", ") if not p.startswith("n = ")]
+    keep = parts[:1] + [p for p in parts[1:] if p.startswith(("unbounded", "L2 <=", "flow <=", "eps "))]
+    head = name + (" (flawed repro)" if "[reproduction of a flaw]" in label else "")
+    return head + ("\n" + ", ".join(keep) if keep else "")
+
+
+def differences(cfg: dict, records: list[dict], clean: dict, paper: dict, n: int,
+                star_records: list[dict] | None = None) -> str:
+    """The run-dependent bullets of "where our numbers differ from the paper's", rendered from this run.
+
+    records / clean: TPAP's (the FGSM-RO model's) run_attacks records and robust_accuracy on clean
+    inputs; paper: the paper's TPAP row of Tab. 2; star_records: TPAP*'s records when it ran.
+    """
+    from ..evaluate import PAPER_EPS
+
+    eps, xi = _radii(cfg)
+    same_setup = cfg["dataset"] == "cifar10" and cfg["model"] == "resnet18" and abs(eps - PAPER_EPS) < 1e-9
+    by = {r["attack"]: r for r in records}
+    lines = [f"- **Data and model.** This run: `{cfg['model']}` on `{cfg['dataset']}`, attack eps {eps:.3g}, "
+             f"n = {n} test images; the paper: ResNet-18 on CIFAR-10 at 8/255. "
+             + ("The setups match, so the numbers can be compared directly (up to n and the seed)."
+                if same_setup else "Absolute numbers are not comparable, only the pattern of each row.")]
+    lines.append(f"- **xi.** The paper fixes xi = eps; this run purifies with xi = {xi:.3g} ({xi / eps:.2g} eps)"
+                 + ("." if abs(xi - eps) < 1e-9 else ": the README's section on the profile says how it was chosen."))
+    if "fgsm" in by and "fgsm" in paper:
+        ours_drop = 100 * clean["tpap"] - by["fgsm"]["acc_tpap"]
+        paper_drop = paper["clean"] - paper["fgsm"]
+        text = (f"- **FGSM column.** From clean to FGSM, TPAP loses {ours_drop:.1f} points here and "
+                f"{paper_drop:.1f} in the paper ({'more' if ours_drop > paper_drop else 'fewer'} here): "
+                "purifying a correctly classified FGSM input pushes it further along the attack (Sec. 4.3's "
+                "limitation, notebook 02).")
+        star = {r["attack"]: r for r in star_records or []}
+        if "fgsm" in star:
+            better = star["fgsm"]["acc_tpap"] > by["fgsm"]["acc_tpap"]
+            text += (f" TPAP*, the paper's remedy, scores {star['fgsm']['acc_tpap']:.1f} % under FGSM against "
+                     f"TPAP's {by['fgsm']['acc_tpap']:.1f} % "
+                     f"({'the remedy works here' if better else 'no gain here'}).")
+        lines.append(text)
+    if "pgd20" in by and "pgd20" in paper:
+        r = by["pgd20"]
+        lines.append(f"- **PGD-20 column.** The bare FGSM-RO model keeps {r['acc_bare']:.1f} % and TPAP "
+                     f"{r['acc_tpap']:.1f} % here; the paper reports {paper['pgd20']:.1f} % for TPAP.")
+    return "\n".join(lines)
+
+
+def purification_sentence(bare: dict, purified: dict, paper: dict | None = None) -> str:
+    """Tab. 6 in words: how many points purification adds (or costs) per column, ours and the paper's.
+
+    bare / purified: {column: accuracy %} without and with purification; paper: TABLE6-shaped
+    {"without purification": {...}, "with purification": {...}}.
+    """
+    parts = []
+    for col in purified:
+        if col not in bare:
+            continue
+        change = purified[col] - bare[col]
+        text = f"{col} {bare[col]:.1f} -> {purified[col]:.1f} % ({change:+.1f} points"
+        if paper and col in paper.get("without purification", {}):
+            p0, p1 = paper["without purification"][col], paper["with purification"][col]
+            text += f"; paper {p0:.1f} -> {p1:.1f}, {p1 - p0:+.1f}"
+        parts.append(text + ")")
+    gains = [c for c in purified if c in bare and purified[c] > bare[c]]
+    losses = [c for c in purified if c in bare and purified[c] < bare[c]]
+    tail = (f" Purification helps on {', '.join(gains) or 'no column'} and costs on {', '.join(losses) or 'no column'} "
+            "here.")
+    return "Without -> with purification: " + "; ".join(parts) + "." + tail
+
+
+def table7_sentence(records: dict[str, list[dict]], paper: dict | None = None,
+                    paper_names: dict[str, str] | None = None, attack: str = "pgd20") -> str:
+    """Tab. 7 in words: the training attacks ranked by TPAP's accuracy under `attack`, ours beside the paper's order."""
+    ours = {name: {r["attack"]: r for r in recs}[attack] for name, recs in records.items()
+            if any(r["attack"] == attack for r in recs)}
+    if not ours:
+        return f"No record of `{attack}` in these Tab. 7 rows."
+    ranked = sorted(ours, key=lambda n: -ours[n]["acc_tpap"])
+    text = (f"With purification, accuracy under `{attack}` ranks the training attacks "
+            + ", ".join(f"{n} ({ours[n]['acc_tpap']:.1f} %, bare {ours[n]['acc_bare']:.1f} %)" for n in ranked))
+    if paper:
+        names = paper_names or {}
+        ref = {n: names.get(n, n) for n in ranked if names.get(n, n) in paper and attack in paper[names.get(n, n)]}
+        if ref:
+            order = sorted(ref, key=lambda n: -paper[ref[n]][attack])
+            # the orders disagree where a pair is ranked strictly the other way round (a tie disagrees with nothing)
+            swapped = [(a, b) for a in ref for b in ref
+                       if ours[a]["acc_tpap"] > ours[b]["acc_tpap"] and paper[ref[a]][attack] < paper[ref[b]][attack]]
+            text += (f"; the paper's order is {', '.join(ref[n] for n in order)}"
+                     + (" (ours agrees" + (", up to ties)" if len({ours[n]['acc_tpap'] for n in ref}) < len(ref)
+                                           else ")") if not swapped else
+                        f" (ours differs: {', '.join(f'{a} above {b}' for a, b in swapped)})"))
+    return text + "."
+
+
+def checks_sentence(checks: list[dict]) -> str:
+    """The sanity checks of `checks_table` in one sentence: all passed, or which failed."""
+    failed = [c["check"] for c in checks if not c["passed"]]
+    if not failed:
+        return (f"All {len(checks)} sanity checks pass: the attacks get a gradient to follow, so the tables "
+                "above are not an artefact of masked gradients.")
+    return (f"{len(failed)} of {len(checks)} sanity checks fail ({'; '.join(failed)}): read the tables above "
+            "with suspicion, an attack that does not reach 0 at a large eps may be blind to the model.")
 
 
 def attack_captions(records: list[dict]):
