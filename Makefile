@@ -16,11 +16,11 @@ run: $(VENV)/.installed
 		--cell-timeout $(CELL_TIMEOUT)
 	$(MAKE) readme
 
-## solutions: the worked solutions (solutions/NN_*.ipynb) on $(PROFILE), after `make run` made the checkpoints;
-## their run times into figures/$(PROFILE)/runtimes.json
+## solutions: the worked solutions (solutions/NN_*.ipynb) on $(PROFILE), reusing `make run`'s checkpoints; their
+## figures into build/, their run times into figures/$(PROFILE)/runtimes.json (for the notebooks' run-time lines)
 solutions: $(VENV)/.installed
-	TPAP_FIGURES=figures/$(PROFILE) $(PY) -m tpap_nb.notebooks --dir solutions --profile $(PROFILE) \
-		--out build/$(PROFILE)/solutions --cell-timeout $(CELL_TIMEOUT)
+	TPAP_FIGURES=build/$(PROFILE)/solutions/figures $(PY) -m tpap_nb.notebooks --dir solutions \
+		--profile $(PROFILE) --times figures/$(PROFILE) --out build/$(PROFILE)/solutions --cell-timeout $(CELL_TIMEOUT)
 
 ## test: lint, pytest, then every notebook and every solution on the smoke profile (what CI runs)
 SMOKE := TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs

@@ -83,9 +83,10 @@ def record_times(times: list[tuple[Path, float]], profile: str, env: dict, folde
 
 
 def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 900,
-        folder: Path | str = "notebooks") -> list[tuple[str, float]]:
+        folder: Path | str = "notebooks", times: Path | None = None) -> list[tuple[str, float]]:
     """Execute the notebooks of `folder` headlessly on `profile`, each in its own folder as working directory;
-    executed copies go to `out` (never back into git); the seconds of each go to runtimes.json."""
+    executed copies go to `out` (never back into git); the seconds of each go to `times`/runtimes.json
+    (default: beside the run's figures, `config.figures_root()`)."""
     import papermill as pm
 
     if profile not in PROFILES:
@@ -99,7 +100,8 @@ def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 90
         if os.environ.get(var):
             os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
     env = run_environment(profile)
-    times = []
+    times = Path(times).resolve() if times is not None else figures_root()
+    done = []
     for nb in paths:
         t0 = time.perf_counter()
         print(f"[{profile}] {_key(nb)} ...", flush=True)
@@ -114,12 +116,12 @@ def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 90
             print(f"FAILED {_key(nb)}: {type(err).__name__}: {err} (per-cell limit {cell_timeout} s; "
                   f"executed copy: {out / nb.name})", file=sys.stderr)
             raise SystemExit(1) from None
-        times.append((nb, time.perf_counter() - t0))
-        record_times(times[-1:], profile, env)  # after each notebook, so a later failure keeps the earlier times
-        print(f"[{profile}] {nb.name} done in {times[-1][1]:.1f} s", flush=True)
-    total = sum(t for _, t in times)
-    print(f"[{profile}] {len(times)} notebooks in {total:.1f} s; times in {figures_root() / RUNTIMES}")
-    return [(nb.name, t) for nb, t in times]
+        done.append((nb, time.perf_counter() - t0))
+        record_times(done[-1:], profile, env, times)  # after each one: a later failure keeps the earlier times
+        print(f"[{profile}] {nb.name} done in {done[-1][1]:.1f} s", flush=True)
+    total = sum(t for _, t in done)
+    print(f"[{profile}] {len(done)} notebooks in {total:.1f} s; times in {times / RUNTIMES}")
+    return [(nb.name, t) for nb, t in done]
 
 
 # ---------------------------------------------------------------- the stamp
@@ -157,8 +159,8 @@ def runtime_line(key: str, runtimes: dict[str, dict]) -> str:
     """The sentence the stamp writes for notebook `key` ('notebooks/NN_x.ipynb'), from the records."""
     recs = [(p, section[key]) for p, section in runtimes.items() if key in section]
     if not recs:
-        return ("Measured run time: none recorded yet (`make run PROFILE=...` records it in "
-                "figures/<profile>/runtimes.json).")
+        verb = "make solutions" if key.startswith("solutions/") else "make run"
+        return f"Measured run time: none recorded yet (`{verb} PROFILE=...` records it in figures/<profile>/)."
     wheres = {_where(r) for _, r in recs}
     if len(wheres) == 1:
         return ("Measured run time: " + ", ".join(f"`{p}` {duration(r['seconds'])}" for p, r in recs)
@@ -271,6 +273,8 @@ def main(argv=None) -> None:
                     "build/<profile>/<dir> for another folder)")
     ap.add_argument("--only", default=None, help="run only notebooks whose name starts with this, e.g. 01")
     ap.add_argument("--cell-timeout", type=int, default=900, help="seconds per cell before failing")
+    ap.add_argument("--times", type=Path, default=None, help="folder of the runtimes.json to record into "
+                    "(default: the figures folder, $TPAP_FIGURES or build/figures)")
     ap.add_argument("--stamp", action="store_true", help="run nothing: rewrite every notebook's run-time line and "
                     "install cell from figures/<profile>/runtimes.json")
     ap.add_argument("--check", action="store_true", help="with --stamp: only say which notebooks are stale")
@@ -283,7 +287,7 @@ def main(argv=None) -> None:
             sys.exit(1)
         return
     out = a.out or REPO / "build" / a.profile / ("" if a.dir == "notebooks" else Path(a.dir).name)
-    run(a.profile, out, a.only, a.cell_timeout, a.dir)
+    run(a.profile, out, a.only, a.cell_timeout, a.dir, a.times)
 
 
 if __name__ == "__main__":
