@@ -13,11 +13,13 @@ from tpap_nb.attacks.base import fgsm
 from tpap_nb.experiments.adaptive import (
     BareClassifier,
     DefendedClassifier,
+    accuracy_bars,
     eps_sweep,
     evaluate_adaptive,
     gradient_masking_flag,
     pgd_adaptive,
     reaches_zero,
+    sanity_sentence,
     verdict,
     worst_case,
 )
@@ -220,3 +222,55 @@ def test_attacks_leave_the_callers_model_mode_alone():
     x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
     evaluate_adaptive(model, x, y, 0.1, 0.1, attacks=("apgd-ce", "square"), scale=0.02)
     assert not model.training
+
+
+def test_verdict_finds_the_papers_protocol_whatever_the_bare_source_is_called():
+    records = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "transfer:bare FGSM-RO", 0.8), _rec("TPAP", "pgd-bpda", 0.1),
+               _rec("TPAP", "worst-case", 0.1)]
+    text = verdict(records)
+    assert "Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps 80.0%" in text
+    assert "overstates robustness by 70.0 points" in text
+
+
+def test_sanity_sentence_follows_the_sweep_and_the_masking_rule():
+    sweep = [{"attack": "pgd-bpda", "eps": e, "accuracy": a} for e, a in ((0.0, 0.9), (0.3, 0.4), (0.6, 0.02))]
+    records = [_rec("TPAP", "pgd-bpda", 0.3), _rec("TPAP", "square", 0.5)]
+    text = sanity_sentence(sweep, records)
+    assert "from 90.0% at eps = 0 to 2.0% at eps = 0.6: it reaches about 0" in text
+    assert "Square leaves TPAP 50.0%, the strongest gradient attack (pgd-bpda) 30.0%: Square does not do better" in text
+    stuck = [dict(r, accuracy=0.5) if r["eps"] == 0.6 else r for r in sweep]
+    records[1]["accuracy"] = 0.1
+    text = sanity_sentence(stuck, records)
+    assert "stays above 5%" in text and "a sign of masked gradients" in text
+    assert "Square" not in sanity_sentence(sweep)
+    with pytest.raises(ValueError, match="eps_sweep"):
+        sanity_sentence([])
+
+
+def test_accuracy_bars_label_every_bar_and_mark_zero_bars():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "pgd-bpda", 0.0), _rec("bare", "clean", 0.95),
+               _rec("bare", "pgd", 0.0), _rec("bare", "square", 0.125)]
+    fig = accuracy_bars(records, title="t")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert sorted(labels) == sorted(["90.0", "0.0", "95.0", "0.0", "12.5"])  # one value label per bar
+    markers = [line for line in ax.lines if line.get_marker() == "o"]
+    zero_x = sorted(x for line in markers for x in line.get_xdata())
+    bars = {round(p.get_x() + p.get_width() / 2, 6): p.get_height() for p in ax.patches}
+    assert len(zero_x) == 2 and all(bars[round(x, 6)] == 0 for x in zero_x)  # a marker on each 0 % bar only
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "pgd-bpda", "pgd", "square"]
+    plt.close(fig)
+
+
+def test_progress_bars_name_the_attack_running(tiny, capsys):
+    model, x, y = tiny
+    evaluate_adaptive(model, x[:8], y[:8], XI, EPS, attacks=("clean", "pgd-bpda"), scale=0.05, progress=True)
+    err = capsys.readouterr().err
+    assert "adaptive attacks" in err and "TPAP: pgd-bpda" in err
+    eps_sweep(model, x[:8], y[:8], XI, [0.1], steps=1, progress=False)
+    assert capsys.readouterr().err == ""

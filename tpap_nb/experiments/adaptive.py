@@ -3,7 +3,7 @@
 The paper (Sec. 4) crafts attacks on the bare model f and then purifies (Eq. 7-9). A test-time
 defence is only credible once the attacker targets F itself; this module gives F three backward
 passes (BPDA, a smooth surrogate, the exact graph), runs gradient, gradient-free and transfer
-attacks on it, and turns the per-sample results into a worst case, sanity flags and a verdict.
+attacks on it, and turns the per-sample results into a worst case, sanity flags, a verdict and a bar chart.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..attacks.base import cross_entropy, pgd, pgd_loop, uniform_start
 from ..attacks.registry import AA_TARGETS, attack_settings, autoattack
@@ -199,7 +200,7 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
                       attacks=DEFAULT_ATTACKS, sources: dict | None = None, references: dict | None = None,
                       scale: float = 1.0, grad: str = "bpda", tau: float = 0.5, steps: int = 50,
                       apgd_steps: int = 100, restarts: int = 3, n_queries: int = 5000, batch_size: int = 256,
-                      seed: int = 0) -> tuple[list[dict], torch.Tensor]:
+                      seed: int = 0, progress: bool = True) -> tuple[list[dict], torch.Tensor]:
     """Attack TPAP ('TPAP'), the bare model ('bare') and each reference model; worst cases come last.
 
     Returns tidy records (defence, attack, grad, eps, xi, n, accuracy, settings, passes_per_pred,
@@ -211,6 +212,7 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     official standard settings (APGD-CE, APGD-T with 9 targets, FAB-T, Square 5,000 queries, 100
     iterations) whatever `scale` is. Every attack is seeded from `seed`. passes_per_pred: inner-model passes
     per prediction of the attacked (for transfer: crafting) model; passes_per_sample: all passes / n.
+    progress: a progress bar over the (defence, attack) runs, naming the one running.
     """
     check_images(x)
     check_labels(y, len(x))
@@ -225,7 +227,10 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     with torch.no_grad():
         n_classes = BareClassifier(model)(x[:1]).shape[1]
     records, rows = [], []
-    for defence, name, mode, target, crafter in _jobs(model, xi, attacks, sources, references, grad, tau):
+    jobs = _jobs(model, xi, attacks, sources, references, grad, tau)
+    bar = tqdm(jobs, desc="adaptive attacks", unit="attack", disable=not progress)
+    for defence, name, mode, target, crafter in bar:
+        bar.set_postfix_str(f"{defence}: {name}")
         crafter.reset_counts()
         t0 = time.perf_counter()
         x_adv = [_craft(name, target, crafter, x[i:i + batch_size], y[i:i + batch_size], eps, cfg, n_classes,
@@ -263,10 +268,10 @@ def worst_case(records: list[dict], correct: torch.Tensor) -> tuple[list[dict], 
 
 def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: float, eps_list, grad: str = "bpda",
               tau: float = 0.5, steps: int = 20, restarts: int = 1, scale: float = 1.0,
-              seed: int = 0) -> list[dict]:
+              seed: int = 0, progress: bool = True) -> list[dict]:
     """Sanity check (Carlini et al. 2019): adaptive PGD on F must drive accuracy to ~0 as eps grows."""
     records = []
-    for eps in eps_list:
+    for eps in tqdm(eps_list, desc=f"eps sweep (pgd-{grad})", unit="eps", disable=not progress):
         target = DefendedClassifier(model, xi, grad=grad, tau=tau)
         x_adv = pgd_adaptive(target, x, y, eps, steps=_n(steps, scale), restarts=_n(restarts, scale),
                              seed=seed)
@@ -294,6 +299,12 @@ def gradient_masking_flag(records: list[dict], defence: str = "TPAP") -> bool:
     return min(free) < min(grads)
 
 
+def _protocol_attack(records: list[dict]) -> str | None:
+    """The transfer row of the paper's protocol: PGD crafted on the bare model ('transfer:bare...')."""
+    return next((r["attack"] for r in records if r["defence"] == "TPAP" and r["attack"].startswith("transfer:bare")),
+                None)
+
+
 def verdict(records: list[dict]) -> str:
     """The one-paragraph conclusion of an evaluate_adaptive run, written from its records alone."""
     by = {(r["defence"], r["attack"]): r["accuracy"] for r in records}
@@ -304,7 +315,7 @@ def verdict(records: list[dict]) -> str:
     text = [f"On {t['n']} test images at eps = {t['eps']:.4g} (xi = {t['xi']:.4g})"
             + (f", TPAP is {by['TPAP', 'clean']:.1%} accurate on clean images"
                if ("TPAP", "clean") in by else "")]
-    paper = by.get(("TPAP", "transfer:bare"))
+    paper = by.get(("TPAP", _protocol_attack(records)))
     if paper is not None:
         text.append(f"Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps "
                     f"{paper:.1%}")
@@ -333,3 +344,56 @@ def verdict(records: list[dict]) -> str:
                     "Under adaptive attacks TPAP gives no robustness beyond the best alternative")
     text.append("All robust accuracies are upper bounds: a stronger attack can only lower them")
     return ". ".join(text) + "."
+
+
+def sanity_sentence(sweep: list[dict], records: list[dict] | None = None, tol: float = 0.05) -> str:
+    """The sanity checks in words, from an `eps_sweep` (and `evaluate_adaptive` records for the masking test)."""
+    if not sweep:
+        raise ValueError("sanity_sentence needs the records of eps_sweep (one per eps).")
+    pts = sorted(sweep, key=lambda r: r["eps"])
+    first, last = pts[0], pts[-1]
+    text = (f"Adaptive {first['attack']} on F takes TPAP from {first['accuracy']:.1%} at eps = {first['eps']:.3g} "
+            f"to {last['accuracy']:.1%} at eps = {last['eps']:.3g}: ")
+    text += ("it reaches about 0, so the attack can break F when the budget allows"
+             if reaches_zero(sweep, tol) else
+             f"it stays above {tol:.0%}, so the attack (or its gradient through P) is too weak and every "
+             "adaptive number below is a loose upper bound")
+    if records is not None:
+        rs = [r for r in records if r["defence"] == "TPAP"]
+        free = [r for r in rs if r["attack"] == "square"]
+        grads = [r for r in rs if r["attack"] in GRADIENT_ATTACKS]
+        if free and grads:
+            best = min(grads, key=lambda r: r["accuracy"])
+            text += (f". Gradient-free Square leaves TPAP {min(r['accuracy'] for r in free):.1%}, the strongest "
+                     f"gradient attack ({best['attack']}) {best['accuracy']:.1%}: "
+                     + ("Square does better, a sign of masked gradients" if gradient_masking_flag(records) else
+                        "Square does not do better, no sign of masked gradients"))
+    return text + "."
+
+
+def accuracy_bars(records: list[dict], title: str = "", fmt: str = "%.1f"):
+    """Bar chart of accuracy (%) per attack and defence; every bar labelled with its value, and bars at 0 %
+    marked at the axis so they stay visible. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    attacks = list(dict.fromkeys(r["attack"] for r in records))
+    defences = list(dict.fromkeys(r["defence"] for r in records))
+    acc = {(r["defence"], r["attack"]): 100 * r["accuracy"] for r in records}
+    width = 0.8 / len(defences)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(attacks) * len(defences) + 2), 4.6))
+    for k, defence in enumerate(defences):
+        idx = [i for i, a in enumerate(attacks) if (defence, a) in acc]
+        pos = [i + (k - (len(defences) - 1) / 2) * width for i in idx]
+        heights = [acc[defence, attacks[i]] for i in idx]
+        bars = ax.bar(pos, heights, width, label=defence, color=f"C{k}", edgecolor="white", linewidth=0.5)
+        ax.bar_label(bars, fmt=fmt, padding=2, fontsize=7, rotation=90)
+        zero = [p for p, h in zip(pos, heights) if h < 0.05]
+        if zero:  # a bar of height 0 draws nothing: mark it where it stands
+            ax.plot(zero, [0.0] * len(zero), ls="none", marker="o", ms=4, mfc=f"C{k}", mec="black", mew=0.6,
+                    clip_on=False, zorder=3)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(range(len(attacks)), attacks, rotation=35, ha="right")
+    ax.set(ylabel="accuracy (%)", xlabel="", ylim=(-3, 112), title=title)
+    ax.legend(title="defence", fontsize=8, ncols=len(defences), loc="upper right")
+    fig.tight_layout()
+    return fig
