@@ -21,6 +21,7 @@ run: $(VENV)/.installed
 solutions: $(VENV)/.installed
 	TPAP_FIGURES=build/$(PROFILE)/solutions/figures $(PY) -m tpap_nb.notebooks --dir solutions \
 		--profile $(PROFILE) --times figures/$(PROFILE) --out build/$(PROFILE)/solutions --cell-timeout $(CELL_TIMEOUT)
+	$(PY) -m tpap_nb.notebooks --stamp
 
 ## test: lint, pytest, then every notebook and every solution on the smoke profile (what CI runs)
 SMOKE := TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs
