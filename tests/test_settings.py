@@ -69,7 +69,7 @@ def test_paths_fall_back_to_the_working_directory_outside_a_checkout(tmp_path, m
     assert config.runs_root() == config.REPO / "runs"  # a source checkout: the repository
     monkeypatch.setattr(config, "REPO", tmp_path / "site-packages")  # an installed copy: no pyproject.toml
     monkeypatch.chdir(tmp_path)
-    assert config.data_root() == tmp_path / "data" and config.figures_root() == tmp_path / "figures"
+    assert config.data_root() == tmp_path / "data" and config.figures_root() == tmp_path / "build" / "figures"
     monkeypatch.setenv("TPAP_RUNS", str(tmp_path / "elsewhere"))
     assert config.runs_root() == tmp_path / "elsewhere"
 
@@ -114,7 +114,7 @@ def test_save_figure_writes_png_and_provenance(tmp_path, monkeypatch):
     assert (tmp_path / "figs" / "t.png").stat().st_size > 1000
     assert meta["numbers"] == {"accuracy": 91.5} and meta["profile"] == "smoke"
     assert meta["device"].startswith("cpu (") and meta["settings"]["eps"] == cfg["eps"]  # smoke: device cpu
-    assert saved["figure"] == "t.png" and "saved figures/t.png" in repr(saved)
+    assert saved["figure"] == "t.png" and f"saved {tmp_path / 'figs'}/t.png" in repr(saved)
     fig, _ = plt.subplots()
     assert plots.save_figure(fig, "u", cfg, device=torch.device("cpu"))["device"] == meta["device"]
     plt.close(fig)
