@@ -42,12 +42,17 @@ def test_gradcam_map_peaks_on_the_bright_region_at_image_size(pool):
     model = MeanModel(pool).eval()
     x = blob(corner=(1, 5))
     out = gradcam.gradcam_maps(model, x, targets=torch.zeros(3, dtype=torch.long))
-    cam = out["cam"]
+    cam, low = out["cam"], out["cam_lowres"]
     assert cam.shape == (3, 8, 8)
-    assert out["layer_hw"] == ((4, 4) if pool else (8, 8))
-    assert cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    assert out["layer_hw"] == ((4, 4) if pool else (8, 8)) == low.shape[1:]
+    # By hand: A = the (pooled) image, d logit_0 / dA = 1 / cells, so the map is A / cells, unscaled.
+    by_hand = torch.nn.functional.avg_pool2d(x, 2) / 16 if pool else x / 64
+    assert np.allclose(low, by_hand[:, 0].numpy(), atol=1e-7)
+    assert np.array_equal(cam, np.kron(low, np.ones((2, 2), np.float32)) if pool else low)  # nearest: blocks
     top_right = cam[:, :4, 4:].sum((1, 2)) / cam.sum((1, 2))
     assert (top_right > 0.6).all(), top_right  # the upsampled map stays where the object is
+    smooth = gradcam.gradcam_maps(model, x, targets=torch.zeros(3, dtype=torch.long), upsample="bilinear")["cam"]
+    assert not pool or len(np.unique(smooth)) > len(np.unique(cam))  # bilinear invents in-between values
 
 
 @pytest.mark.parametrize("arch,shape,width", [("small_cnn", (1, 8, 8), 8), ("resnet18", (3, 32, 32), 8)])
@@ -61,7 +66,8 @@ def test_gradcam_on_kit_models_uses_cam_layer_and_leaves_no_trace(arch, shape, w
     x = torch.rand(4, *shape)
     out = gradcam.gradcam_maps(model, x)
     assert out["cam"].shape == (4, *shape[1:])
-    assert np.isfinite(out["cam"]).all() and out["cam"].min() >= 0 and out["cam"].max() <= 1 + 1e-6
+    assert np.isfinite(out["cam"]).all() and out["cam"].min() >= 0
+    assert out["cam"].max() == pytest.approx(out["cam_lowres"].max())  # the same values, upsampled by repetition
     assert out["y_pred"].shape == (4,) and ((out["conf"] > 0) & (out["conf"] <= 1)).all()
     assert gradcam.count_hooks(model) == 0
     assert model.training
@@ -109,6 +115,39 @@ def test_pick_examples_by_name_and_index():
     assert gradcam.pick_examples(y, [1], names, 5) == [1]
     with pytest.raises(ValueError, match="Unknown class"):
         gradcam.pick_examples(y, "cat", names, 1)
+
+
+def test_pick_examples_draws_with_the_seed():
+    y = torch.arange(200) % 4
+    names = [str(i) for i in range(4)]
+    draws = {s: gradcam.pick_examples(y, "1,2", names, 3, seed=s) for s in range(5)}
+    assert draws[0] == gradcam.pick_examples(y, "1,2", names, 3, seed=0)  # repeatable
+    assert len({tuple(d) for d in draws.values()}) > 1  # the seed matters
+    assert all([int(y[i]) for i in d] == [1, 1, 1, 2, 2, 2] for d in draws.values())
+    assert any(d[:3] != [1, 5, 9] for d in draws.values())  # not the first ones
+
+
+def test_deepest_spatial_layer_and_resolution_note():
+    model = tp.build_model("small_cnn", 10, 1, width=4)
+    x = torch.rand(2, 1, 8, 8)
+    layers = dict(gradcam.spatial_layers(model, x))
+    assert layers["body.0"] == (8, 8) and layers["body.3"] == (4, 4) and layers["body.6"] == (2, 2)
+    name, hw = gradcam.deepest_spatial_layer(model, x)
+    assert (name, hw) == ("body.6", (2, 2)) and gradcam.find_layer(model, name) is model.cam_layer
+    name, hw = gradcam.deepest_spatial_layer(model, torch.rand(1, 1, 4, 4))  # smaller images: an earlier block
+    assert hw[0] * hw[1] > 1 and name != "body.6"
+    note = gradcam.resolution_note((2, 2), (8, 8))
+    assert "2x2 map for 8x8" in note and "4x4 pixels" in note and "beyond it" in note
+    assert "beyond it" not in gradcam.resolution_note((7, 7), (224, 224))
+
+
+def test_recovered_counts_the_shown_examples():
+    y = torch.tensor([0, 1, 2, 3])
+    pred = {"x_c": torch.tensor([0, 1, 2, 0]), "x_pgd20": torch.tensor([5, 1, 5, 5]),
+            "x_c.pur": torch.tensor([0, 1, 9, 3]), "x_pgd20.pur": torch.tensor([0, 1, 5, 3])}
+    c = gradcam.shown_recovered({"y_pred": pred}, [0, 2, 3], y)
+    assert c == {"shown": 3, "fooled": 3, "recovered": 2, "pur_right": 2, "clean_right": 2, "clean_pur_right": 2}
+    assert "recovered 2 of those 3" in gradcam.recovered_sentence({"y_pred": pred}, [0, 2, 3], y)
 
 
 def _clusters(std, seed=0, n=120):

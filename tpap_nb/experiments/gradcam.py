@@ -35,24 +35,29 @@ def find_layer(model: nn.Module, name: str | None = None) -> nn.Module:
 
 
 def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None = None,
-                 layer: nn.Module | None = None, batch_size: int = 128) -> dict:
-    """Grad-CAM maps of `x` for class `targets` (default: the predicted class), at the image's size, in [0, 1].
+                 layer: nn.Module | None = None, batch_size: int = 128, upsample: str = "nearest") -> dict:
+    """Grad-CAM maps of `x` for class `targets` (default: the predicted class), at the layer's and the image's size.
 
-    Returns {'cam': float32 array (N, H, W), 'y_pred', 'conf', 'layer_hw'}: `layer_hw` is the
-    resolution of the target layer (default `model.cam_layer`) before pytorch-grad-cam's bilinear
-    upsampling to H x W; each map is min-max scaled to [0, 1] per image (the library's convention).
-    The model keeps its mode, its weights' .grad and its hook lists; the weights get no gradient.
+    Returns {'cam', 'cam_lowres', 'y_pred', 'conf', 'layer_hw'}. 'cam_lowres' (N, h, w) is
+    pytorch-grad-cam's own map at the target layer (default `model.cam_layer`), ReLU(sum_k alpha_k A_k),
+    *not* rescaled, so maps of different inputs share one scale; 'cam' (N, H, W) is it upsampled to
+    the image: `upsample='nearest'` (default) repeats each map cell as a block of pixels, so the
+    figure shows the resolution the layer has; 'bilinear' smooths it (the library's own output,
+    which also min-max scales each map, is not used). The model keeps its mode, its weights' .grad
+    and its hook lists; the weights get no gradient.
     """
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if upsample not in ("nearest", "bilinear"):
+        raise ValueError(f"upsample={upsample!r}: use 'nearest' (map cells as pixel blocks) or 'bilinear'.")
     check_images(x)
     layer = layer if layer is not None else find_layer(model)
     y_pred, conf = predict(model, x, confidence=True)
     targets = y_pred if targets is None else targets.to(x.device)
     params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
-    cams, layer_hw = [], None
+    lowres, layer_hw = [], None
     with eval_mode(model):  # pytorch-grad-cam sets eval mode and never restores it
         try:
             for p in params:  # weights get no gradient: the input carries it to the target layer instead
@@ -60,24 +65,73 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None
             with torch.enable_grad():
                 for i in range(0, len(x), batch_size):
                     xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
-                    tb = targets[i:i + batch_size]
-                    result = None
+                    tb = [ClassifierOutputTarget(int(c)) for c in targets[i:i + batch_size]]
+                    raw = None
                     # As a context manager, GradCAM removes its forward hooks on exit. Its __exit__
                     # also swallows IndexError (prints it and returns True), hence the check below.
                     with GradCAM(model=model, target_layers=[layer]) as cam:
-                        result = cam(input_tensor=xb, targets=[ClassifierOutputTarget(int(c)) for c in tb])
-                        layer_hw = tuple(cam.activations_and_grads.activations[0].shape[-2:])
+                        cam(input_tensor=xb, targets=tb)
+                        store = cam.activations_and_grads
+                        acts, grads = store.activations[0].numpy(), store.gradients[0].numpy()
+                        raw = np.maximum(cam.get_cam_image(xb, layer, tb, acts, grads), 0)  # Grad-CAM, layer size
+                        layer_hw = tuple(acts.shape[-2:])
                         cam.outputs = None  # drop the retained graph now
-                    if result is None:
+                    if raw is None:
                         raise RuntimeError("pytorch-grad-cam failed inside its context manager "
                                            "(see the message above).")
-                    cams.append(np.asarray(result, dtype=np.float32))
+                    lowres.append(np.asarray(raw, dtype=np.float32))
         finally:
             for p, (req, grad) in zip(params, saved):
                 p.requires_grad_(req)
                 p.grad = grad
-    cam = np.concatenate(cams) if cams else np.zeros((0, *x.shape[-2:]), np.float32)
-    return {"cam": cam, "y_pred": y_pred.cpu(), "conf": conf.cpu(), "layer_hw": layer_hw}
+    low = np.concatenate(lowres) if lowres else np.zeros((0, 1, 1), np.float32)
+    size = tuple(x.shape[-2:])
+    up = torch.nn.functional.interpolate(torch.from_numpy(low)[:, None], size=size, mode=upsample,
+                                         **({} if upsample == "nearest" else {"align_corners": False}))
+    return {"cam": up[:, 0].clamp_(min=0).numpy(), "cam_lowres": low, "y_pred": y_pred.cpu(), "conf": conf.cpu(),
+            "layer_hw": layer_hw}
+
+
+def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, int]]]:
+    """(dotted name, output h x w) of each block of `model.body` (else of the model), in forward order."""
+    parent, prefix = (model.body, "body.") if hasattr(model, "body") else (model, "")
+    shapes = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            shapes.setdefault(name, tuple(output.shape))  # returns None: the output is left alone
+        return hook
+
+    hooks = [m.register_forward_hook(keep(n)) for n, m in parent.named_children()]
+    try:
+        predict(model, x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(prefix + n, s[-2:]) for n, s in shapes.items() if len(s) == 4]
+
+
+def deepest_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, tuple[int, int]]:
+    """The last block whose output still has spatial extent (more than one cell), and that extent: Fig. 6's layer."""
+    spatial = [(n, hw) for n, hw in spatial_layers(model, x) if hw[0] * hw[1] > 1]
+    if not spatial:
+        raise ValueError("No block of the model keeps a spatial map on these inputs; Grad-CAM has nothing to show.")
+    return spatial[-1]
+
+
+def resolution_note(layer_hw: tuple[int, int], image_hw: tuple[int, int], layer_name: str = "") -> str:
+    """What maps of a `layer_hw` layer on `image_hw` images can and cannot show, in words."""
+    (h, w), (H, W) = layer_hw, image_hw
+    cell = f"{H / h:.3g}x{W / w:.3g}"
+    text = (f"The Grad-CAM layer{f' `{layer_name}`' if layer_name else ''} outputs a {h}x{w} map for {H}x{W} "
+            f"images: one map cell covers {cell} pixels, drawn as a block (nearest interpolation) rather than "
+            f"smoothed into detail the layer does not have. A map can say which of its {h * w} cells carries the "
+            f"evidence for a class; it cannot place anything inside a cell, so a shape narrower than {cell} pixels, "
+            "an outline or an interior, is below what it resolves.")
+    if h * w <= 16:
+        text += (f" With {h * w} cells, read the map as *where roughly*: the correlation with the clean map and "
+                 "the object share are the measures it supports; outline vs interior is beyond it.")
+    return text
 
 
 def count_hooks(model: nn.Module) -> int:
@@ -86,8 +140,13 @@ def count_hooks(model: nn.Module) -> int:
                + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
 
 
-def pick_examples(y: torch.Tensor, classes: str | Sequence, class_names: Sequence[str], per_class: int) -> list[int]:
-    """Indices of the first `per_class` examples of each class in `classes` (names or indices, comma-separated)."""
+def pick_examples(y: torch.Tensor, classes: str | Sequence, class_names: Sequence[str], per_class: int,
+                  seed: int | None = None) -> list[int]:
+    """Indices of `per_class` examples of each class in `classes` (names or indices, comma-separated).
+
+    With `seed`, a seeded random draw among the class's examples (not chosen for looking good, not
+    the first ones either); without, the first `per_class`.
+    """
     if isinstance(classes, str):
         classes = [c.strip() for c in classes.split(",") if c.strip()]
     names = [str(c) for c in class_names]
@@ -99,7 +158,11 @@ def pick_examples(y: torch.Tensor, classes: str | Sequence, class_names: Sequenc
             k = int(c)
         else:
             raise ValueError(f"Unknown class {c!r}; this data set has classes {names}.")
-        idx = (y.cpu() == k).nonzero().flatten()[:per_class].tolist()
+        idx = (y.cpu() == k).nonzero().flatten()
+        if seed is not None:  # a seeded draw, shown in test-set order
+            idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed + k))[:per_class]]
+            idx = idx.sort().values
+        idx = idx[:per_class].tolist()
         if not idx:
             raise ValueError(f"No test example of class {names[k]!r} in the first {len(y)} test images.")
         picked += idx
@@ -173,25 +236,37 @@ def plot_cam_grid(images: dict[str, torch.Tensor], cams: dict[str, np.ndarray], 
                   contour: float | None = 0.5):
     """One row per example, one column per input: the image with its Grad-CAM map over it (jet).
 
-    Grey images also get a white contour at pixel value `contour`, so the object stays visible.
+    Maps are drawn with nearest interpolation (a map cell is a block of pixels) on one colour scale
+    per row, 0 to the largest value among that row's maps, with the row's colour bar: within a row
+    the colours compare the evidence across inputs. Grey images also get a white contour at pixel
+    value `contour` and their map is drawn opaque (blending a colour map with grey pixels makes colours
+    the colour bar does not have), so the object stays visible as an outline.
     """
     names = list(images)
     n = len(images[names[0]])
-    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n + 0.4), squeeze=False)
-    for j, name in enumerate(names):
-        for i in range(n):
+    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names) + 0.9, size * n + 0.5), squeeze=False,
+                             layout="constrained")
+    for i in range(n):
+        vmax = max(float(np.max(cams[name][i])) for name in names) or 1.0
+        for j, name in enumerate(names):
             ax = axes[i, j]
             img = images[name][i].detach().cpu().permute(1, 2, 0).numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.imshow(cams[name][i], cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
-            if img.shape[-1] == 1 and contour is not None:  # grey images: the object's outline in white
-                ax.contour(img[..., 0], levels=[contour], colors="white", linewidths=0.9)
+            grey = img.shape[-1] == 1 and contour is not None
+            if not grey:
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                          interpolation="nearest")
+            mappable = ax.imshow(cams[name][i], cmap="jet", alpha=1.0 if grey else alpha, vmin=0, vmax=vmax,
+                                 interpolation="nearest")
+            if grey:  # grey images: the object's outline in white over the opaque map
+                ax.contour(img[..., 0], levels=[contour], colors="white", linewidths=1.2)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title((titles or {}).get((name, i), name), fontsize=8)
             if j == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[i], fontsize=8)
+        bar = fig.colorbar(mappable, ax=axes[i, :].tolist(), shrink=0.9, pad=0.02)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("Grad-CAM", fontsize=7)
     return fig
 
 
@@ -199,19 +274,22 @@ FIG6_COLUMNS = ("x_c", "x_pgd20", "x_c.pur", "x_pgd20.pur")
 
 
 def fig6_attention(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, xi: float,
-                   steps: int = 20, layer: nn.Module | None = None, seed: int = 0) -> dict:
+                   steps: int = 20, layer: nn.Module | None = None, seed: int = 0, upsample: str = "nearest",
+                   progress: bool = True, desc: str = "Grad-CAM") -> dict:
     """Fig. 6 for one model: x_c, its PGD-`steps` version, both purified (Eq. 7-8), and their Grad-CAM maps.
 
     The attack is crafted on the bare model (the paper's protocol); each map explains the class
     the model predicts for that input. Returns {'inputs', 'cam', 'y_pred', 'conf'} keyed by
-    FIG6_COLUMNS, and 'layer_hw'.
+    FIG6_COLUMNS, and 'layer_hw'. Maps are `gradcam_maps`'s (one scale for all, `upsample` to the image).
     """
+    from tqdm.auto import tqdm
+
     # the registry's pgd20 (the kit's one PGD-20; pass the profile's `pgd20_step` and seed)
     x_pgd = build_attack("pgd20", model, eps=eps, alpha=alpha, steps=steps, seed=seed)(x, y)
     inputs = {"x_c": x, "x_pgd20": x_pgd, "x_c.pur": purify(model, x, xi), "x_pgd20.pur": purify(model, x_pgd, xi)}
     out = {"inputs": inputs, "cam": {}, "y_pred": {}, "conf": {}, "layer_hw": None}
-    for name, xin in inputs.items():
-        maps = gradcam_maps(model, xin, layer=layer)
+    for name, xin in tqdm(inputs.items(), desc=desc, total=len(inputs), disable=not progress):
+        maps = gradcam_maps(model, xin, layer=layer, upsample=upsample)
         out["cam"][name], out["y_pred"][name], out["conf"][name] = maps["cam"], maps["y_pred"], maps["conf"]
         out["layer_hw"] = maps["layer_hw"]
     return out
@@ -292,8 +370,28 @@ def fig6_claims(records, model: str = "TPAP", baseline: str = "PGD-AT",
     for claim, source, measure, diff, min_effect in tests:
         verdict, value = paired_verdict(diff, min_effect)
         rows.append({"claim": claim, "source": source, "measured as": measure, "ours: mean ± 2 SE": value,
-                     "verdict": verdict})
+                     "smallest effect that counts": min_effect, "verdict": verdict})
     return pd.DataFrame(rows)
+
+
+def shown_recovered(res: dict, idx: Sequence[int], y_true: torch.Tensor) -> dict:
+    """Counts over the shown examples `idx`: attack fooled the bare model, purification recovered, clean kept."""
+    idx = list(idx)
+    y = y_true.cpu()[idx]
+    right = {c: res["y_pred"][c][idx] == y for c in FIG6_COLUMNS}
+    fooled = ~right["x_pgd20"]
+    return {"shown": len(idx), "fooled": int(fooled.sum()), "recovered": int((fooled & right["x_pgd20.pur"]).sum()),
+            "pur_right": int(right["x_pgd20.pur"].sum()), "clean_right": int(right["x_c"].sum()),
+            "clean_pur_right": int(right["x_c.pur"].sum())}
+
+
+def recovered_sentence(res: dict, idx: Sequence[int], y_true: torch.Tensor, name: str = "TPAP") -> str:
+    """The figure's examples in one sentence: how many the attack fooled and how many purification recovered."""
+    c = shown_recovered(res, idx, y_true)
+    return (f"Of the {c['shown']} examples drawn for {name}'s figure, PGD-20 fooled the bare network on {c['fooled']}, "
+            f"and purification recovered {c['recovered']} of those {c['fooled']} "
+            f"({c['pur_right']} of {c['shown']} right after purification); on the clean inputs it is right on "
+            f"{c['clean_right']} of {c['shown']} before and {c['clean_pur_right']} after purification.")
 
 
 def plot_fig6(res: dict, idx: Sequence[int], class_names: Sequence[str], y_true: torch.Tensor, title: str = ""):
@@ -310,5 +408,5 @@ def plot_fig6(res: dict, idx: Sequence[int], class_names: Sequence[str], y_true:
     rows = [f"true {class_names[int(y_true[k])]}" for k in idx]
     fig = plot_cam_grid(images, cams, titles, rows)
     if title:
-        fig.suptitle(title, y=1.0)
+        fig.suptitle(title, fontsize=10)
     return fig
