@@ -227,3 +227,26 @@ def test_fig6_claims_read_synthetic_maps():
     assert verdicts[5] == "agrees"  # the baseline's adversarial map stays put
     summary = gradcam.fig6_summary(records)
     assert summary.loc[("TPAP", "x_c"), "corr_with_x_c"] == pytest.approx(1.0)
+
+
+def test_fig7_panels_one_record_per_row_and_attack(digits):
+    torch.manual_seed(0)
+    model = tp.build_model("small_cnn", 10, 1, width=4).eval()
+    x, y = digits.test_batch(40)
+    cfg = tp.get_profile("smoke")
+    panels, records = tsne.fig7_panels({"PGD-AT": (model, None), "TPAP": (model, cfg["xi"])}, x, y, "clean,fgsm", cfg,
+                                       perplexity=5, progress=False)
+    assert [(r["row"], r["attack"]) for r in records] == [("PGD-AT", "clean"), ("PGD-AT", "fgsm"), ("TPAP", "clean"),
+                                                          ("TPAP", "fgsm")]
+    assert set(panels) == {(r["row"], r["attack"]) for r in records}
+    assert all(panels[k]["emb"].shape == (40, 2) for k in panels)
+
+
+def test_fig7_sentence_reads_the_records():
+    rec = lambda row, a, knn: {"row": row, "attack": a, "knn_acc": knn, "silhouette_2d": 0.0}  # noqa: E731
+    records = [rec("PGD-AT", "clean", 0.9), rec("PGD-AT", "pgd20", 0.5), rec("PGD-AT", "fgsm", 0.8),
+               rec("TPAP", "clean", 0.9), rec("TPAP", "pgd20", 0.85), rec("TPAP", "fgsm", 0.6)]
+    text = tsne.fig7_sentence(records)
+    assert "PGD-AT's k-NN accuracy is 90 % on clean inputs and changes by pgd20 -40, fgsm -10 points" in text
+    assert "TPAP's k-NN accuracy is 90 % on clean inputs and changes by pgd20 -5, fgsm -30 points" in text
+    assert text.endswith("worse than PGD-AT's attacked ones under fgsm.")

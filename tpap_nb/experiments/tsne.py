@@ -107,21 +107,26 @@ def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Seq
     """
     from tqdm.auto import tqdm
 
+    names = [n.strip() for n in attacks.split(",") if n.strip()] if isinstance(attacks, str) else list(attacks)
     panels, records = {}, []
-    for row, (model, xi) in rows.items():
-        built = fig7_attacks(model, attacks, cfg)
-        for name, attack in tqdm(built.items(), desc=row, disable=not progress):
-            torch.manual_seed(seed)  # random starts, TI-DIM's input diversity
-            x_in = x if attack is None else attack(x, y)
-            if xi is not None:
-                x_in = purify(model, x_in, xi)
-            feats = extract_features(model, x_in)
-            y_pred = predict(model, x_in)
-            emb = tsne_embed(feats, seed=seed, perplexity=perplexity)
-            scores = separation_scores(feats, y, emb, k=k, seed=seed)
-            panels[(row, name)] = {"emb": emb, "labels": y.cpu().numpy(), "scores": scores}
-            records.append({"row": row, "attack": name, "accuracy": float((y_pred.cpu() == y.cpu()).float().mean())}
-                           | scores)
+    with tqdm(total=len(rows) * len(names), desc="Fig. 7 panels", disable=not progress) as bar:
+        for row, (model, xi) in rows.items():
+            built = fig7_attacks(model, names, cfg)
+            for name, attack in built.items():
+                bar.set_postfix_str(f"{row} / {name}: attack and features")
+                torch.manual_seed(seed)  # random starts, TI-DIM's input diversity
+                x_in = x if attack is None else attack(x, y)
+                if xi is not None:
+                    x_in = purify(model, x_in, xi)
+                feats = extract_features(model, x_in)
+                y_pred = predict(model, x_in)
+                bar.set_postfix_str(f"{row} / {name}: t-SNE")
+                emb = tsne_embed(feats, seed=seed, perplexity=perplexity)
+                scores = separation_scores(feats, y, emb, k=k, seed=seed)
+                panels[(row, name)] = {"emb": emb, "labels": y.cpu().numpy(), "scores": scores}
+                records.append({"row": row, "attack": name,
+                                "accuracy": float((y_pred.cpu() == y.cpu()).float().mean())} | scores)
+                bar.update()
     return panels, records
 
 
@@ -137,6 +142,25 @@ def fig7_claims(records, model: str = "TPAP", baseline: str = "PGD-AT") -> pd.Da
                     f"{model} clusters better (kNN)": bool(t.knn_acc > b.knn_acc),
                     f"{model} clusters better (silhouette)": bool(t.silhouette_2d > b.silhouette_2d)})
     return pd.DataFrame(out).set_index("attack")
+
+
+def fig7_sentence(records, model: str = "TPAP", baseline: str = "PGD-AT") -> str:
+    """Each row's k-NN accuracy under every attack against its own clean panel, and where `model` falls behind."""
+    df = pd.DataFrame(records).set_index(["row", "attack"])
+    parts = []
+    for row in (baseline, model):
+        if (row, "clean") not in df.index:
+            continue
+        base = df.loc[(row, "clean")].knn_acc
+        changes = ", ".join(f"{a} {100 * (df.loc[(row, a)].knn_acc - base):+.0f}" for a in df.loc[row].index
+                            if a != "clean")
+        parts.append(f"{row}'s k-NN accuracy is {100 * base:.0f} % on clean inputs and changes by {changes} points "
+                     "under the attacks")
+    attacks = [a for a in df.loc[model].index if a != "clean" and (baseline, a) in df.index]
+    behind = [a for a in attacks if df.loc[(model, a)].knn_acc < df.loc[(baseline, a)].knn_acc]
+    tail = (f"{model}'s purified features separate the classes worse than {baseline}'s attacked ones under "
+            + (", ".join(behind) if behind else "none of the attacks") + ".")
+    return "; ".join(parts) + ". " + tail
 
 
 def plot_tsne_grid(panels: dict, class_names: Sequence[str], rows: Sequence[str], cols: Sequence[str],
