@@ -1,6 +1,7 @@
 """Training as the authors' code does it (issue 12): the clean BatchNorm forward, separate TRADES/MART
 passes, their schedule, and training eps / attack eps / xi kept apart."""
 import copy
+import json
 
 import pytest
 import torch
@@ -178,7 +179,7 @@ def test_seed_check_measures_the_validation_split_and_choose_xi_refuses_the_test
     monkeypatch.setattr(D.Dataset, "validation_split", lambda self, n, s=0: asked.append(n) or real(self, n, s))
     cfg = tp.get_profile("smoke", epochs=1, width=4, n_eval=40)
     recs = seeds.seed_check(cfg, seeds=(0,), xi_fractions=(0.5, 1.0), progress=False)
-    assert asked == [40] and {r["split"] for r in recs} == {"validation"} and recs[0]["n_train"] == 1437 - 40
+    assert asked == [40] and {r["split"] for r in recs} == {"validation"} and recs[0]["n_train"] == 512  # smoke trains on 512 of the 1437 - 40
     assert [r["xi"] for r in recs] == pytest.approx([0.15, 0.3])
     best = seeds.choose_xi(recs, max_clean_drop=100.0)
     assert best["split"] == "validation" and best["xi/eps"] in (0.5, 1.0)
@@ -199,3 +200,23 @@ def test_choose_xi_maximises_pgd20_within_the_clean_budget_on_every_seed():
     best = choose_xi(recs)
     assert best["xi/eps"] == 0.7 and best["mean_tpap_pgd20"] == pytest.approx(77.0)
     assert choose_xi(recs, max_clean_drop=7.0)["xi/eps"] == 0.6
+
+
+def test_seeds_cli_appends_per_seed_and_resumes_without_retraining(tmp_path, monkeypatch, capsys):
+    from tpap_nb.experiments import seeds
+
+    out = tmp_path / "seeds.jsonl"
+    args = ["--profile", "smoke", "--seeds", "0", "--xi-fractions", "0.5", "1.0", "--out", str(out)]
+    seeds.main(args)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["seed"], r["xi/eps"], r["profile"], r["split"]) for r in rows] == [
+        (0, 0.5, "smoke", "validation"), (0, 1.0, "smoke", "validation")]
+    monkeypatch.setattr(seeds, "seed_check", lambda *a, **k: pytest.fail("seed 0 is done: no retraining"))
+    seeds.main(args)
+    assert "already in" in capsys.readouterr().out and len(out.read_text().splitlines()) == 2
+
+
+def test_every_profile_status_names_a_profile():
+    from tpap_nb.config import PROFILE_STATUS, PROFILES
+
+    assert set(PROFILE_STATUS) <= set(PROFILES) and {"cifar", "gpu"} <= set(PROFILE_STATUS)

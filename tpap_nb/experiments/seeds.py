@@ -47,7 +47,8 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
             tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"])["tpap"] for k, a in
                     {"clean": x, "pgd20": x_pgd}.items()}
             out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": split, "n": len(y),
-                        "n_train": len(data.y_train), "train_seconds": sum(h["train_seconds"] for h in history),
+                        "n_train": min(cfg.get("n_train") or len(data.y_train), len(data.y_train)), "profile": cfg.get("profile"),
+                        "train_seconds": sum(h["train_seconds"] for h in history),
                         "device": str(device),
                         **{f"bare_{k}": v for k, v in bare.items()}, **{f"tpap_{k}": v for k, v in tpap.items()}})
     return out
@@ -77,3 +78,51 @@ def choose_xi(records: list[dict], max_clean_drop: float = 5.0) -> dict:
     best = max(ok, key=lambda r: (round(r["mean_tpap_pgd20"], 6), -r["xi/eps"]))
     return {k: best[k] for k in ("xi/eps", "xi", "mean_tpap_pgd20", "mean_clean_drop")} | {
         "split": records[0].get("split", "validation"), "candidates": rows}
+
+
+def main(argv=None) -> None:
+    """python -m tpap_nb.experiments.seeds --profile cifar --split validation --out FILE.jsonl
+
+    One seed at a time, each seed's records appended to FILE as soon as it is done (a stopped run
+    resumes with the seeds not yet in FILE); then the records as a table and, on the validation split,
+    `choose_xi`'s pick (or why no xi meets its rule)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..config import get_profile
+
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--split", default="validation", choices=("validation", "test"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--xi-fractions", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 1.0])
+    ap.add_argument("--out", type=Path, required=True, help="JSON lines file (appended to)")
+    a = ap.parse_args(argv)
+    cfg = get_profile(a.profile)
+    done = set()
+    if a.out.exists():
+        done = {(r["seed"], r["split"]) for r in map(json.loads, a.out.read_text().splitlines())
+                if r.get("profile") == a.profile}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in a.seeds:
+        if (seed, a.split) in done:
+            print(f"seed {seed}: already in {a.out}")
+            continue
+        rows = seed_check(cfg, seeds=(seed,), xi_fractions=tuple(a.xi_fractions), split=a.split)
+        with a.out.open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+    records = [r for r in map(json.loads, a.out.read_text().splitlines())
+               if r.get("profile") == a.profile and r["split"] == a.split]
+    print(pd.DataFrame(records).drop(columns=["device"]).round(1).to_string(index=False))
+    if a.split == "validation":
+        try:
+            print(choose_xi(records))
+        except ValueError as err:
+            print(f"choose_xi: {err}")
+
+
+if __name__ == "__main__":
+    main()
