@@ -9,7 +9,7 @@ import subprocess
 import matplotlib.pyplot as plt
 import torch
 
-from .config import REPO, figures_root, get_device
+from .config import PROFILE_STATUS, REPO, figures_root, get_device
 
 PALETTE = {"clean": "#1b9e77", "fgsm": "#d95f02", "pgd20": "#7570b3", "tpap": "#e7298a"}
 LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20"}
@@ -68,13 +68,16 @@ def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, devi
     """
     out = figures_root()
     out.mkdir(parents=True, exist_ok=True)
+    cfg = cfg or {}
+    status = PROFILE_STATUS.get(cfg.get("profile"))
+    if status:  # a profile that is not what its settings suggest says so on the image itself
+        fig.text(0.005, 0.003, f"profile {cfg['profile']}: {status}", fontsize=7, color="0.3", va="bottom")
     fig.savefig(out / f"{name}.png")
     if pdf:
         fig.savefig(out / f"{name}.pdf")
-    cfg = cfg or {}
     if device is None:
         device = get_device(cfg.get("device") or "auto")
-    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "device": device_name(device),
+    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "profile_status": status, "device": device_name(device),
             "commit": git_commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
             "numbers": numbers}
