@@ -179,7 +179,7 @@ def test_seed_check_measures_the_validation_split_and_choose_xi_refuses_the_test
     monkeypatch.setattr(D.Dataset, "validation_split", lambda self, n, s=0: asked.append(n) or real(self, n, s))
     cfg = tp.get_profile("smoke", epochs=1, width=4, n_eval=40)
     recs = seeds.seed_check(cfg, seeds=(0,), xi_fractions=(0.5, 1.0), progress=False)
-    assert asked == [40] and {r["split"] for r in recs} == {"validation"} and recs[0]["n_train"] == 512  # smoke trains on 512 of the 1437 - 40
+    assert asked == [40] and {r["split"] for r in recs} == {"validation"} and recs[0]["n_train"] == 512  # of 1437 - 40
     assert [r["xi"] for r in recs] == pytest.approx([0.15, 0.3])
     best = seeds.choose_xi(recs, max_clean_drop=100.0)
     assert best["split"] == "validation" and best["xi/eps"] in (0.5, 1.0)

@@ -77,7 +77,8 @@ def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, devi
         fig.savefig(out / f"{name}.pdf")
     if device is None:
         device = get_device(cfg.get("device") or "auto")
-    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "profile_status": status, "device": device_name(device),
+    meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "profile_status": status,
+            "device": device_name(device),
             "commit": git_commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
             "numbers": numbers}

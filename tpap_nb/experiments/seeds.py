@@ -47,7 +47,8 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
             tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"])["tpap"] for k, a in
                     {"clean": x, "pgd20": x_pgd}.items()}
             out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": split, "n": len(y),
-                        "n_train": min(cfg.get("n_train") or len(data.y_train), len(data.y_train)), "profile": cfg.get("profile"),
+                        "n_train": min(cfg.get("n_train") or len(data.y_train), len(data.y_train)),
+                        "profile": cfg.get("profile"),
                         "train_seconds": sum(h["train_seconds"] for h in history),
                         "device": str(device),
                         **{f"bare_{k}": v for k, v in bare.items()}, **{f"tpap_{k}": v for k, v in tpap.items()}})
