@@ -50,20 +50,30 @@ def test_xi_sweep_sentence_says_what_the_curves_do():
                   "pgd20": [(0, 5.0), (0.1, 50.0), (0.2, 50.5), (0.4, 30.0)]})
     text = report.xi_sweep_sentence(rec, xi=0.3, eps=0.2)
     assert "on clean images accuracy falls from 90.0 % at xi = 0 to 60.0 % at xi = 0.4" in text
-    assert "up to 50.5 % at xi = 0.2 and back to 30.0 % at xi = 0.4" in text
+    assert "on PGD-20 accuracy goes from 5.0 % at xi = 0 up to 50.5 % at xi = 0.2 and down to 30.0 % at xi = 0.4" \
+        in text
     assert "profile's xi" not in text  # 0.3 was not swept: nothing said about it
     assert "Purification does cost clean accuracy here: at its lowest 60.0 % at xi = 0.4, against the bare " \
            "model's 90.0 %." in text
     assert "Already the smallest step (xi = 0.1) gives PGD-20 50.0 %" in text
 
 
-def test_xi_sweep_sentence_finds_a_dip_and_an_unsteady_trend():
+def test_xi_sweep_sentence_names_every_turn_of_a_curve():
     rec = _sweep({"clean": [(0, 50.0), (0.1, 30.0), (0.2, 55.0)], "fgsm": [(0, 10.0), (0.1, 40.0), (0.2, 30.0),
                                                                           (0.3, 50.0)]})
     text = report.xi_sweep_sentence(rec, xi=0.1, eps=0.1)
-    assert "on clean images accuracy goes from 50.0 % at xi = 0 down to 30.0 % at xi = 0.1 and back to 55.0 %" in text
-    assert "on FGSM accuracy rises, not steadily, from 10.0 % at xi = 0 to 50.0 % at xi = 0.3" in text
+    assert "on clean images accuracy goes from 50.0 % at xi = 0 down to 30.0 % at xi = 0.1 and up to 55.0 %" in text
+    assert ("on FGSM accuracy goes from 10.0 % at xi = 0 up to 40.0 % at xi = 0.1, down to 30.0 % at xi = 0.2 and "
+            "up to 50.0 % at xi = 0.3") in text
     assert "at its lowest 30.0 % at xi = 0.1, against the bare model's 50.0 % (55.0 % at the largest xi, 0.2)." in text
+    # quick's clean curve: a dip at the smallest xi, a plateau, a collapse; a wiggle under 1 point is no turn.
+    clean = [(0, 89.7), (0.075, 67.5), (0.15, 82.5), (0.21, 91.7), (0.225, 92.2), (0.3, 91.7), (0.45, 17.8),
+             (0.6, 6.9)]
+    text = report.xi_sweep_sentence(_sweep({"clean": clean}), xi=0.21, eps=0.3)
+    assert ("goes from 89.7 % at xi = 0 down to 67.5 % at xi = 0.075, up to 92.2 % at xi = 0.225 and down to 6.9 % "
+            "at xi = 0.6") in text
+    tail = report.xi_sweep_sentence(_sweep({"clean": [(0, 50.0), (0.1, 70.0), (0.2, 69.5)]}), xi=0.1, eps=0.1)
+    assert "rises from 50.0 % at xi = 0 to 70.0 % at xi = 0.1 (and 69.5 % at xi = 0.2)" in tail
 
 
 def _lim(t, b, b2, same=0.8):
@@ -85,11 +95,18 @@ def test_recovered_sentence_counts_the_shown_examples():
     adv = [False, False, True, False, True]
     pur = [True, False, False, True, True]
     text = report.recovered_sentence(adv, pur, "PGD-20", seed=3)
-    assert text == ("Of the 5 examples shown (drawn with seed 3), PGD-20 fooled the bare model on 3; purification "
-                    "recovered 2 of those 3, and turned 1 that the attack had not fooled into errors: 3 of 5 are "
-                    "classified correctly after purification.")
-    assert report.recovered_title(adv, pur) == "purification recovered 2 of 3 fooled"
+    assert text == ("Of the 5 examples shown (drawn with seed 3), PGD-20 leaves the bare model wrong on 3; "
+                    "purification recovered 2 of those 3, and turned 1 that the bare model had right into errors: "
+                    "3 of 5 are classified correctly after purification.")
+    assert report.recovered_title(adv, pur) == "purification recovered 2 of the 3 wrong after the attack"
+    clean = [False, True, True, True, True]  # the first image was wrong before the attack
+    text = report.recovered_sentence(adv, pur, "PGD-7", correct_clean=clean)
+    assert text.startswith("Of the 5 examples shown, the bare model gets 4 right on the clean image and 2 on its "
+                           "PGD-7 version (of the 3 it gets wrong, 1 was wrong before the attack); purification "
+                           "recovered 2 of those 3")
     none = report.recovered_sentence([True, True], [True, True])
-    assert "fooled the bare model on 0:" in none and "recovered" not in none
+    assert "wrong on 0:" in none and "recovered" not in none
     with pytest.raises(ValueError, match="equal"):
         report.recovered_sentence([True], [True, False])
+    with pytest.raises(ValueError, match="equal"):
+        report.recovered_sentence([True], [True], correct_clean=[True, False])

@@ -68,28 +68,33 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _turns(points: list[tuple[float, float]], tol: float = TOL) -> list[tuple[float, float]]:
+    """The first point and every turn of the curve by more than `tol` points (a zigzag filter)."""
+    turns, direction = [points[0]], 0
+    for p in points[1:]:
+        d = p[1] - turns[-1][1]
+        if direction and direction * d > 0:
+            turns[-1] = p  # the same way, further: the turn moves on
+        elif abs(d) > tol:
+            direction = 1 if d > 0 else -1
+            turns.append(p)
+    return turns
+
+
 def _trend(points: list[tuple[float, float]], tol: float = TOL) -> str:
-    """How accuracy moves along xi: level, rising, falling, or peaking/dipping in between."""
+    """How accuracy moves along xi: level, rising, falling, or up and down, naming each turn."""
     accs = [a for _, a in points]
-    (x0, a0), (xn, an) = points[0], points[-1]
     lo, hi = min(accs), max(accs)
     if hi - lo <= tol:
         return f"stays between {_pct(lo)} and {_pct(hi)} over the whole sweep"
-    steps = [b - a for a, b in zip(accs, accs[1:])]
-    if all(s >= -tol for s in steps):
-        return f"rises from {_pct(a0)} at xi = {x0:.3g} to {_pct(an)} at xi = {xn:.3g}"
-    if all(s <= tol for s in steps):
-        return f"falls from {_pct(a0)} at xi = {x0:.3g} to {_pct(an)} at xi = {xn:.3g}"
-    x_hi = next(x for x, a in points if a == hi)
-    x_lo = next(x for x, a in points if a == lo)
-    if hi - max(a0, an) > tol:
-        return (f"goes from {_pct(a0)} at xi = {x0:.3g} up to {_pct(hi)} at xi = {x_hi:.3g} and "
-                f"back to {_pct(an)} at xi = {xn:.3g}")
-    if min(a0, an) - lo > tol:
-        return (f"goes from {_pct(a0)} at xi = {x0:.3g} down to {_pct(lo)} at xi = {x_lo:.3g} and "
-                f"back to {_pct(an)} at xi = {xn:.3g}")
-    return (f"{'rises' if an > a0 else 'falls'}, not steadily, from {_pct(a0)} at xi = {x0:.3g} "
-            f"to {_pct(an)} at xi = {xn:.3g}")
+    turns = _turns(points, tol)
+    (x0, a0), (xn, an) = points[0], points[-1]
+    end = f" (and {_pct(an)} at xi = {xn:.3g})" if turns[-1] != points[-1] else ""
+    if len(turns) == 2:
+        (xt, at) = turns[1]
+        return f"{'rises' if at > a0 else 'falls'} from {_pct(a0)} at xi = {x0:.3g} to {_pct(at)} at xi = {xt:.3g}{end}"
+    legs = [f"{'up' if b[1] > a[1] else 'down'} to {_pct(b[1])} at xi = {b[0]:.3g}" for a, b in zip(turns, turns[1:])]
+    return f"goes from {_pct(a0)} at xi = {x0:.3g} " + ", ".join(legs[:-1]) + f" and {legs[-1]}{end}"
 
 
 def xi_sweep_sentence(records: list[dict], xi: float, eps: float, names: dict | None = None,
@@ -161,32 +166,42 @@ def fgsm_limitation_sentence(lim: dict, eps: float, xi: float, name: str = "FGSM
     return text
 
 
-def recovered_sentence(correct_adv, correct_pur, name: str = "PGD-20", seed: int | None = None) -> str:
+def recovered_sentence(correct_adv, correct_pur, name: str = "PGD-20", seed: int | None = None,
+                       correct_clean=None) -> str:
     """How many of the shown examples the attack fooled and purification recovered (or broke).
 
-    correct_adv / correct_pur: per-example bools (or 0/1) of the bare model on x_adv and of the model
-    on x_pur.
+    correct_adv / correct_pur / correct_clean: per-example bools (or 0/1): the bare model on x_adv, the
+    model on x_pur, and (optional) the bare model on the clean x.
     """
     adv = [bool(v) for v in correct_adv]
     pur = [bool(v) for v in correct_pur]
-    if len(adv) != len(pur) or not adv:
-        raise ValueError(f"recovered_sentence needs two equal, non-empty lists of per-example results; "
-                         f"got {len(adv)} and {len(pur)}.")
+    if len(adv) != len(pur) or not adv or (correct_clean is not None and len(correct_clean) != len(adv)):
+        raise ValueError(f"recovered_sentence needs equal, non-empty lists of per-example results; "
+                         f"got {len(adv)} and {len(pur)}" + ("" if correct_clean is None else
+                                                             f" and {len(correct_clean)}") + ".")
     n = len(adv)
-    fooled = sum(not a for a in adv)
+    wrong = sum(not a for a in adv)
     recovered = sum((not a) and p for a, p in zip(adv, pur))
     broken = sum(a and not p for a, p in zip(adv, pur))
     drawn = f" (drawn with seed {seed})" if seed is not None else ""
-    text = f"Of the {n} examples shown{drawn}, {name} fooled the bare model on {fooled}"
-    text += f"; purification recovered {recovered} of those {fooled}" if fooled else ""
+    text = f"Of the {n} examples shown{drawn}, "
+    if correct_clean is not None:
+        clean = [bool(v) for v in correct_clean]
+        already = sum((not c) and (not a) for c, a in zip(clean, adv))
+        text += (f"the bare model gets {sum(clean)} right on the clean image and {n - wrong} on its {name} version"
+                 + (f" (of the {wrong} it gets wrong, {already} {'was' if already == 1 else 'were'} wrong before the "
+                    "attack)" if already else ""))
+    else:
+        text += f"{name} leaves the bare model wrong on {wrong}"
+    text += f"; purification recovered {recovered} of those {wrong}" if wrong else ""
     if broken:
-        text += f", and turned {broken} that the attack had not fooled into errors"
+        text += f", and turned {broken} that the bare model had right into errors"
     return text + f": {sum(pur)} of {n} are classified correctly after purification."
 
 
 def recovered_title(correct_adv, correct_pur) -> str:
-    """A short figure title: 'purification recovered k of m fooled'."""
+    """A short figure title: 'purification recovered k of the m the attack left wrong'."""
     adv, pur = [bool(v) for v in correct_adv], [bool(v) for v in correct_pur]
-    fooled = sum(not a for a in adv)
+    wrong = sum(not a for a in adv)
     recovered = sum((not a) and p for a, p in zip(adv, pur))
-    return f"purification recovered {recovered} of {fooled} fooled"
+    return f"purification recovered {recovered} of the {wrong} wrong after the attack"
