@@ -81,3 +81,20 @@ def test_purification_recovers_pgd_on_robust_overfit_model(ro_model, test_xy):
 def test_bad_pixels_and_shapes_give_one_clear_error(ro_model, bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         tp.purify(ro_model, bad, 0.1)
+
+
+def test_predicting_through_a_tpap_wrapper_leaves_the_inner_networks_mode_alone():
+    """eval_mode(TPAP(net)) used to restore the wrapper's train flag onto every submodule: net left in
+    train mode, its BatchNorm then updated by every later 'bare' call."""
+    from tpap_nb.evaluate import predict
+    from tpap_nb.models import build_model, eval_mode
+
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 10, 1, 4).eval()
+    running = net.body[0][1].running_mean.clone()
+    predict(tp.TPAP(net, 0.1), torch.rand(8, 1, 8, 8))
+    assert not net.training and torch.equal(net.body[0][1].running_mean, running)
+    wrapper = tp.TPAP(net, 0.1)
+    with eval_mode(wrapper):
+        assert not wrapper.training and not net.training
+    assert wrapper.training and not net.training  # each module back to its own flag

@@ -17,13 +17,15 @@ import torch.nn.functional as F
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
-    """Run `model` in eval mode inside the block; its training flag is restored afterwards, even on error."""
-    was_training = model.training
+    """Run `model` in eval mode inside the block; afterwards every submodule gets its own training flag back,
+    even on error (a wrapper in train mode around an eval-mode network, e.g. `TPAP(net)`, stays that way)."""
+    flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for m, was_training in flags:
+            m.training = was_training
 
 
 class Normalize(nn.Module):
