@@ -104,3 +104,37 @@ def test_recorded_train_seconds_reads_the_checkpoints_history(digits):
     secs = cost.recorded_train_seconds(cfg, "fgsm")
     assert secs == statistics.median(h["train_seconds"] for h in history) and secs > 0
     assert cost.recorded_train_seconds(cfg, "pgd") is None  # another recipe: its own checkpoint
+
+
+def test_hand_count_matches_the_counter_and_the_paper():
+    """'measured' is what FlopCounterMode counts (the test above); 'deepspeed' gives the paper's Tab. 5 exactly."""
+    paper = cost.forward_equivalents(TABLE5, train_per_test=50000 / 10000)
+    ds = cost.hand_count(10, "deepspeed")
+    assert all(ds[k] == pytest.approx(paper[k], rel=0.01) for k in paper)
+    assert cost.hand_count(5) == {"PGD-AT training": 13, "FGSM-AT training": 5, "plain test": 1, "TPAP test": 3}
+    assert cost.hand_count(5, clean_bn_forward=True)["FGSM-AT training"] == 6
+    text = cost.hand_count_sentence(tp.get_profile("quick"))
+    assert "PGD-5" in text and "5 x 2 + 3, 13 forwards" in text and "PGD-10" in text  # the paper's, named as such
+    with pytest.raises(ValueError, match="convention"):
+        cost.hand_count(10, "flops")
+
+
+def test_ratio_sentence_renders_the_measured_ratios():
+    ours = {"PGD-AT": {"train_s_per_epoch": 30.0, "test_s_per_epoch": 1.0, "train_tflops_per_epoch": 13.0,
+                       "test_tflops_per_epoch": 1.0},
+            "TPAP": {"train_s_per_epoch": 10.0, "test_s_per_epoch": 2.5, "train_tflops_per_epoch": 5.0,
+                     "test_tflops_per_epoch": 3.0}}
+    text = cost.ratio_sentence(ours, TABLE5, 5)
+    assert "one PGD-AT epoch (PGD-5) costs 3.0 FGSM-AT epochs in time and 2.6 in FLOPs (the hand count: 2.6" in text
+    assert "TPAP's test costs 2.5 plain tests in time and 3.0 in FLOPs" in text
+    assert f"the paper's PGD-10: {273.89 / 66.26:.1f} in time" in text
+
+
+def test_untrained_model_is_the_profiles_architecture_and_writes_no_checkpoint(digits, tmp_path):
+    cfg = tp.get_profile("smoke")
+    model, data = cost.untrained_model(cfg, digits)
+    assert not model.training and model.fc.out_features == data.num_classes == 10
+    assert cost.param_count(model) == cost.param_count(tp.build_model("small_cnn", 10, 1, cfg["width"]))
+    again, _ = cost.untrained_model(cfg, digits)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))  # seeded
+    assert not (tmp_path / "runs" / "checkpoints").exists()  # nothing trained, nothing saved

@@ -3,7 +3,7 @@
 Two measurements share one timer (`time_round_robin`: phases timed in turn, so a load change on a
 shared machine hits all of them alike):
 
-- `measure_cost` (notebook 06): a trained model on its own data set. Only a few batches are run
+- `measure_cost` (notebook 06): a model (trained or not: `untrained_model`) on its data set. Only a few batches are run
   and the per-epoch numbers are extrapolated (batches per epoch times the per-batch median), so it
   takes seconds on any profile. FLOPs are counted exactly by torch.utils.flop_counter.FlopCounterMode
   on one batch (FLOPs are linear in the batch size). Training steps run on a copy of the model.
@@ -32,7 +32,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import BENCH, get_device, set_seed
-from ..data import Dataset, batches
+from ..data import Dataset, batches, load_dataset
 from ..models import build_model, eval_mode, fold_bn
 from ..purify import TPAP, purify
 from ..train import checkpoint_path, read_checkpoint, recipe_config, training_loss
@@ -230,6 +230,69 @@ def forward_equivalents(table: dict, train_per_test: float) -> dict:
             "FGSM-AT training": table["TPAP"]["train_tflops_per_epoch"] / (fwd * train_per_test),
             "plain test": 1.0,
             "TPAP test": table["TPAP"]["test_tflops_per_epoch"] / fwd}
+
+
+def untrained_model(cfg: dict, data: Dataset | None = None) -> tuple[nn.Module, Dataset]:
+    """The profile's architecture with fresh, seeded weights on the profile's device, and its data set.
+
+    Nothing is trained and no checkpoint is read or written: what a step costs depends on the
+    architecture, the batch and the device, not on the weights, so Tab. 5 can be measured before
+    (or without) any training. The data set is loaded as `get_or_train` loads it (n_train subset).
+    """
+    if data is None:
+        data = load_dataset(cfg["dataset"])
+        if cfg.get("n_train"):
+            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
+    device = get_device(cfg.get("device") or "auto")
+    data = data.to(device)
+    set_seed(cfg["seed"])
+    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width"), pretrained=False)
+    return model.to(device).eval(), data
+
+
+def hand_count(pgd_steps: int, convention: str = "measured", clean_bn_forward: bool = False) -> dict:
+    """Tab. 5's FLOPs columns counted by hand, in forward passes per example (keys as `forward_equivalents`).
+
+    A forward is 1 and the training update's backward (weights and activations) 2. The backward to the
+    input alone, which every attack step and the purification step need, is 1 under 'measured' (the
+    operations that run, as torch's FlopCounterMode counts them) and 2 under 'deepspeed' (DeepSpeed's
+    profiler, which the paper's numbers follow, counts every backward as two forwards).
+    clean_bn_forward adds the authors' discarded clean forward to each training step.
+    """
+    if convention not in ("measured", "deepspeed"):
+        raise ValueError(f"convention={convention!r}: use 'measured' or 'deepspeed'.")
+    step = 1 + (1 if convention == "measured" else 2)  # forward + backward to the input
+    update = 1 + 2 + (1 if clean_bn_forward else 0)
+    return {"PGD-AT training": pgd_steps * step + update, "FGSM-AT training": step + update, "plain test": 1,
+            "TPAP test": step + 1}
+
+
+def hand_count_sentence(cfg: dict) -> str:
+    """The hand count of `hand_count` for the profile's PGD-k, under both conventions, in words."""
+    k, extra = cfg["pgd_steps"], bool(cfg.get("clean_bn_forward"))
+    ours, ds = hand_count(k, "measured", extra), hand_count(k, "deepspeed", extra)
+    plus = " + 1 (the discarded clean forward)" if extra else ""
+    return (f"On this profile PGD-AT trains with PGD-{k}. Counting what runs, each attack step is a forward and a "
+            f"backward to the input (2), the update a forward and a full backward (3){plus}: PGD-AT training is "
+            f"{k} x 2 + 3{' + 1' if extra else ''}, {ours['PGD-AT training']} forwards per example, FGSM-AT "
+            f"{ours['FGSM-AT training']}, and TPAP's test (forward, backward to the input, classifying forward) "
+            f"{ours['TPAP test']}. Counting every backward as two forwards, as DeepSpeed's profiler does, the same "
+            f"steps come to {ds['PGD-AT training']}, {ds['FGSM-AT training']} and {ds['TPAP test']}; the paper's "
+            "Tab. 5 follows that convention for PGD-10 (the table below divides its FLOPs by one forward).")
+
+
+def ratio_sentence(table: dict, paper: dict, pgd_steps: int) -> str:
+    """The measured cost ratios in words: PGD-AT epochs in FGSM-AT epochs, TPAP's test in plain tests, paper beside."""
+    r, p = cost_ratios(table), cost_ratios(paper)
+    hand = hand_count(pgd_steps)
+    return (f"**On this device** one PGD-AT epoch (PGD-{pgd_steps}) costs "
+            f"{1 / r['train time, FGSM-AT / PGD-AT']:.1f} FGSM-AT epochs in time and "
+            f"{1 / r['train FLOPs, FGSM-AT / PGD-AT']:.1f} in FLOPs (the hand count: "
+            f"{hand['PGD-AT training'] / hand['FGSM-AT training']:.1f}; the paper's PGD-10: "
+            f"{1 / p['train time, FGSM-AT / PGD-AT']:.1f} in time). TPAP's test costs "
+            f"{r['test time, TPAP / plain']:.1f} plain tests in time and {r['test FLOPs, TPAP / plain']:.1f} in FLOPs "
+            f"(paper: {p['test time, TPAP / plain']:.1f} in time). Time ratios drift from FLOP ratios where a pass is "
+            "too small to keep the device busy: fixed per-call overheads then weigh as much as arithmetic.")
 
 
 def recorded_train_seconds(cfg: dict, recipe: str) -> float | None:
