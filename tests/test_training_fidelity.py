@@ -220,3 +220,20 @@ def test_every_profile_status_names_a_profile():
     from tpap_nb.config import PROFILE_STATUS, PROFILES
 
     assert set(PROFILE_STATUS) <= set(PROFILES) and {"cifar", "gpu"} <= set(PROFILE_STATUS)
+
+
+def test_a_reused_checkpoint_is_re_evaluated_when_xi_or_the_attack_eps_differ(tmp_path, monkeypatch, digits):
+    cfg = tp.get_profile("smoke", epochs=1, width=4, n_eval=16)
+    data = digits.subset(n_train=128)
+    ckpt = tmp_path / "run.pt"
+    T.fit(build(), data, cfg, ckpt=ckpt, progress=False)
+    same = T.fit(build(), data, cfg, ckpt=ckpt, progress=False)
+    assert same[-1]["eval_xi"] == cfg["xi"] and same[-1]["eval_n"] == 16
+    other = T.fit(build(), data, cfg | {"xi": 0.05}, ckpt=ckpt, progress=False)
+    assert other[-1]["eval_xi"] == 0.05 and other[-1]["eval_eps"] == cfg["eps"]
+    monkeypatch.setattr(T, "evaluate_epoch", lambda *a: pytest.fail("settings match: no re-evaluation"))
+    T.fit(build(), data, cfg, ckpt=ckpt, progress=False)  # the checkpoint still holds the creator's record
+
+
+def build():
+    return tp.build_model("small_cnn", 10, 1, 4)

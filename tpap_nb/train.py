@@ -157,7 +157,12 @@ def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
         rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk)["bare"]
         acc = robust_accuracy(model, xte, yte, atk, xi=xi)
         rec[f"test_{name}"], rec[f"tpap_{name}"] = acc["bare"], acc["tpap"]
-    return rec
+    return rec | eval_settings(cfg)
+
+
+def eval_settings(cfg: dict) -> dict:
+    """What an evaluated epoch's numbers depend on beyond the weights (recorded in the history)."""
+    return {"eval_xi": float(cfg["xi"]), "eval_eps": float(attack_eps(cfg)), "eval_n": int(cfg["n_eval"])}
 
 
 def robust_overfitting_test(history: list[dict], known_min: float = 0.9, other_max: float = 0.1,
@@ -318,6 +323,14 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
         history.append(rec)
         if ckpt is not None:
             save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
+    last = history[-1] if history else {}
+    asked = eval_settings(cfg) if cfg["eval_every"] else {}
+    if "test_clean" in last and any(last.get(k) != v for k, v in asked.items()):
+        # A reused checkpoint evaluated with another xi / attack eps / n: its final epoch is measured again
+        # with the settings asked for (the checkpoint keeps its own record; earlier epochs keep theirs).
+        print(f"{Path(ckpt).name if ckpt else 'run'}: final epoch re-evaluated with {asked} "
+              f"(it was evaluated with { {k: last.get(k) for k in asked} }).")
+        history = [*history[:-1], last | evaluate_epoch(model, data, cfg)]
     model.eval()
     model.meta = meta
     return history
