@@ -237,3 +237,15 @@ def test_a_reused_checkpoint_is_re_evaluated_when_xi_or_the_attack_eps_differ(tm
 
 def build():
     return tp.build_model("small_cnn", 10, 1, 4)
+
+
+def test_seed_check_also_test_measures_the_same_networks_on_the_test_images():
+    from tpap_nb.experiments import seeds
+
+    cfg = tp.get_profile("smoke", epochs=1, width=4, n_eval=24, n_train=100)
+    recs = seeds.seed_check(cfg, seeds=(0,), xi_fractions=(1.0,), progress=False, also_test=True)
+    assert [(r["split"], r["n"], r["n_train"], r["held_out"]) for r in recs] == [
+        ("validation", 24, 100, 24), ("test", 24, 100, 24)]
+    assert recs[0]["train_seconds"] == recs[1]["train_seconds"]  # one network, two measurements
+    with pytest.raises(ValueError, match="split='validation'"):
+        seeds.seed_check(cfg, seeds=(0,), split="test", also_test=True)

@@ -17,41 +17,51 @@ from ..train import fit
 
 
 def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0), progress: bool = True,
-               split: str = "validation", n_val: int | None = None, val_seed: int = 0) -> list[dict]:
+               split: str = "validation", n_val: int | None = None, val_seed: int = 0,
+               also_test: bool = False) -> list[dict]:
     """FGSM-RO runs per seed, bare and TPAP at several xi / eps, on cfg['device'].
 
     split="validation" (the default, for choosing settings): n_val training images (default
     cfg['n_eval']) are held out (`Dataset.validation_split(n_val, val_seed)`), the network trains
     on the rest and is measured on them. split="test": trains on the whole training split and
     measures the first n_eval test images (for reporting a setting already chosen).
+    also_test=True (with split="validation"): the same networks, which saw neither the validation nor
+    the test images, are also measured on the first n_eval test images (records with split "test"
+    and held_out n_val): xi is chosen on the validation records and reported on the test ones
+    without training every seed twice. cfg['n_train'] (if set) draws that many training images per
+    seed (`Dataset.subset`, seeded with the run's seed, as `get_or_train` does).
     One record per (seed, xi): bare clean/FGSM/PGD-20 and TPAP clean/PGD-20 (PGD-20: the kit's
     one, `evaluate.pgd20_attack`, seeded with the run's seed), attacks at the attack eps.
     """
     if split not in ("validation", "test"):
         raise ValueError(f"split={split!r}: use 'validation' (to choose a setting) or 'test' (to report one).")
     device = get_device(cfg.get("device") or "auto")
-    data = load_dataset(cfg["dataset"]).to(device)
+    if also_test and split != "validation":
+        raise ValueError("also_test=True measures the test images beside a validation split: use split='validation'.")
+    full = load_dataset(cfg["dataset"]).to(device)
     n = n_val or cfg["n_eval"]
-    if split == "validation":
-        data = data.validation_split(n, val_seed)[1]
-    x, y = data.test_batch(n if split == "validation" else cfg["n_eval"])
+    data = full.validation_split(n, val_seed)[1] if split == "validation" else full
+    sets = {split: data.test_batch(n if split == "validation" else cfg["n_eval"])}
+    if also_test:
+        sets["test"] = full.test_batch(cfg["n_eval"])
     eps, out = attack_eps(cfg), []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         set_seed(seed)
+        train = data.subset(n_train=cfg["n_train"], seed=seed) if cfg.get("n_train") else data
         model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"]).to(device)
-        history = fit(model, data, cfg | {"seed": seed, "eval_every": 0}, progress=False)
-        x_pgd = pgd20_attack(model, cfg | {"seed": seed})(x, y)
-        bare = {k: 100 * robust_accuracy(model, a, y)["bare"]
-                for k, a in {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": x_pgd}.items()}
-        for f in xi_fractions:
-            tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"])["tpap"] for k, a in
-                    {"clean": x, "pgd20": x_pgd}.items()}
-            out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": split, "n": len(y),
-                        "n_train": min(cfg.get("n_train") or len(data.y_train), len(data.y_train)),
-                        "profile": cfg.get("profile"),
-                        "train_seconds": sum(h["train_seconds"] for h in history),
-                        "device": str(device),
-                        **{f"bare_{k}": v for k, v in bare.items()}, **{f"tpap_{k}": v for k, v in tpap.items()}})
+        history = fit(model, train, cfg | {"seed": seed, "eval_every": 0}, progress=progress)
+        for name, (x, y) in sets.items():
+            x_pgd = pgd20_attack(model, cfg | {"seed": seed})(x, y)
+            bare = {k: 100 * robust_accuracy(model, a, y)["bare"]
+                    for k, a in {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": x_pgd}.items()}
+            for f in xi_fractions:
+                tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"])["tpap"] for k, a in
+                        {"clean": x, "pgd20": x_pgd}.items()}
+                out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": name, "n": len(y),
+                            "n_train": len(train.y_train), "held_out": n if split == "validation" else 0,
+                            "profile": cfg.get("profile"), "train_seconds": sum(h["train_seconds"] for h in history),
+                            "device": str(device), **{f"bare_{k}": v for k, v in bare.items()},
+                            **{f"tpap_{k}": v for k, v in tpap.items()}})
     return out
 
 
@@ -100,6 +110,8 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="validation", choices=("validation", "test"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--xi-fractions", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 1.0])
+    ap.add_argument("--also-test", action="store_true",
+                    help="with --split validation: measure the same networks on the test images too")
     ap.add_argument("--out", type=Path, required=True, help="JSON lines file (appended to)")
     a = ap.parse_args(argv)
     cfg = get_profile(a.profile)
@@ -112,12 +124,13 @@ def main(argv=None) -> None:
         if (seed, a.split) in done:
             print(f"seed {seed}: already in {a.out}")
             continue
-        rows = seed_check(cfg, seeds=(seed,), xi_fractions=tuple(a.xi_fractions), split=a.split)
+        rows = seed_check(cfg, seeds=(seed,), xi_fractions=tuple(a.xi_fractions), split=a.split,
+                          also_test=a.also_test)
         with a.out.open("a") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
-    records = [r for r in map(json.loads, a.out.read_text().splitlines())
-               if r.get("profile") == a.profile and r["split"] == a.split]
+    records = [r for r in map(json.loads, a.out.read_text().splitlines()) if r.get("profile") == a.profile]
     print(pd.DataFrame(records).drop(columns=["device"]).round(1).to_string(index=False))
+    records = [r for r in records if r["split"] == a.split]
     if a.split == "validation":
         try:
             print(choose_xi(records))
