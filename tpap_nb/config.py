@@ -23,6 +23,7 @@ PROFILES: dict[str, dict] = {
         pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2, amp=None,
         channels_last=False, compile=False, clean_bn_forward=False, attack_eps=None, schedule=None,
+        benchmark_extras=True,
     ),
     "quick": dict(
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
@@ -31,6 +32,7 @@ PROFILES: dict[str, dict] = {
         pgd_alpha=0.075, pgd_steps=5, beta=6.0,
         n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, amp=None, channels_last=False, compile=False,
         clean_bn_forward=False, attack_eps=None, schedule=None,
+        benchmark_extras=True,
     ),
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
@@ -40,6 +42,7 @@ PROFILES: dict[str, dict] = {
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
         sweep_epochs=150, amp=None,
         channels_last=False, compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
+        benchmark_extras=True,
     ),
     # CIFAR-10 on a 2-core CPU (issue 11): the best setting the search found (docs/cifar-search.md), NOT
     # one that robustly overfits FGSM: no setting tried overfit within CPU minutes. The paper's data,
@@ -53,6 +56,7 @@ PROFILES: dict[str, dict] = {
         pgd_alpha=3 / 255, pgd_steps=3, beta=6.0,
         n_attack=100, n_adaptive=50, baselines="pgd", sweep_epochs=4, amp=None, channels_last=False,
         compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
+        benchmark_extras=False,
     ),
     # UNMEASURED: a reasoned guess until a GPU has run it (docs/gpu.md). The paper's network, data,
     # eps = xi and optimiser on a 40-epoch schedule (paper: 150, robust overfitting after the lr drop
@@ -64,6 +68,7 @@ PROFILES: dict[str, dict] = {
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20, amp="bf16",
         channels_last=True, compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
+        benchmark_extras=True,
     ),
 }
 # What a profile is, where that must be said beside its numbers (figures' JSON, README, notebooks):
@@ -91,6 +96,8 @@ PROFILE_STATUS = {
 # attack_eps: the radius of every test attack (evaluation, benchmark, notebooks); None: eps, the
 # training radius, as the profile sets it. `paper` on CIFAR-100 trains FGSM-RO at 12/255 and
 # attacks at 8/255 (the authors' scripts); xi is the third, separate radius.
+# benchmark_extras: notebook 03 trains TPAP*, the Tab. 7 models and the Fig. 5 sweep unless told
+# otherwise (off on `cifar`: each is another CPU training run of tens of minutes).
 # schedule: None (the profile's epochs and milestones) or "authors": the epochs and milestones of
 # the authors' training script for the data set (AUTHORS_SCHEDULE; docs/fidelity.md).
 
@@ -142,6 +149,7 @@ SETTING_TYPES = {
     "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
     "n_adaptive": int, "baselines": str, "sweep_epochs": int, "amp": str, "channels_last": bool,
     "compile": (bool, str), "clean_bn_forward": bool, "attack_eps": float, "schedule": str,
+    "benchmark_extras": bool,
 }
 NULLABLE = {"width", "n_train", "amp", "attack_eps", "schedule"}
 # Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (see get_profile).
