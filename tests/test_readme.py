@@ -64,11 +64,17 @@ def test_a_cifar_part_comes_first_once_its_figures_exist(tmp_path):
     figures = tmp_path / "figures"
     shutil.copytree(ROOT / "figures" / readme.DEMO, figures / readme.DEMO)
     first = next(iter(readme.SHOWN_FIRST))
-    assert f"### `{first}`" not in readme.results_section(figures)
+    alone = readme.results_section(figures)
+    assert f"### `{first}`" not in alone
     shutil.copytree(figures / readme.DEMO, figures / first)
     section = readme.results_section(figures)
     assert section.index(f"### `{first}`") < section.index(f"### `{readme.DEMO}`")
     assert f"(figures/{first}/01_training_curves.png)" in section
+    demo = section[section.index(f"### `{readme.DEMO}`"):]  # below it, the demo in brief: no figures, no table
+    assert "![" not in demo and "| paper TPAP |" not in demo and "**Robust overfitting" in demo
+    assert len(section) < 1.6 * len(alone)  # two profiles still fit the README's length
+    tables = readme.tables_section(figures)
+    assert tables.index(f"## `{first}`") < tables.index(f"## `{readme.DEMO}`") and "| ours TPAP* |" in tables
 
 
 def test_the_spread_is_rendered_from_seed_records(tmp_path):

@@ -24,6 +24,8 @@ DEMO = "quick"  # the fully offline digits run that `make run` makes by default 
 SHOWN_FIRST = {"cifar": "CIFAR-10"}  # profiles shown above the demo once figures/<profile>/ exists
 MEASUREMENTS = REPO / "docs" / "measurements"
 LABELLED = ("pgd20", "pgd100", "aa")
+SHORT = ("clean", "fgsm", "pgd20", "pgd100", "aa")  # the README's Tab. 2 columns; docs/tables.md has them all
+TABLES = REPO / "docs" / "tables.md"
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = ("clean", "fgsm", "pgd20", "pgd100", "cw2", "cw2_l2", "ddn", "ddn_l2", "aa", "sta", "sta_advertorch",
@@ -45,8 +47,8 @@ def _f(v, nd: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
-def _row(label: str, values: dict, nd: int = 1) -> str:
-    return f"| {label} | " + " | ".join(_f(values.get(c), nd) for c in COLUMNS) + " |"
+def _row(label: str, values: dict, nd: int = 1, columns: tuple = COLUMNS) -> str:
+    return f"| {label} | " + " | ".join(_f(values.get(c), nd) for c in columns) + " |"
 
 
 
@@ -90,12 +92,16 @@ def results_section(figures: Path | None = None, measurements: Path | None = Non
     """The Markdown between the README's result markers: one part per profile in figures/<profile>/ (the CIFAR-10
     profile first when present, then the digits demonstration)."""
     root = Path(figures) if figures is not None else tracked_figures()
-    parts = [(p, title) for p, title in SHOWN_FIRST.items() if (root / p).is_dir()] + [(DEMO, "digits, offline")]
-    return "\n\n".join(f"### `{p}` ({title})\n\n" + profile_section(root / p, measurements) for p, title in parts)
+    parts = _parts(root)
+    return "\n\n".join(f"### `{p}` ({title})\n\n" + profile_section(root / p, measurements,
+                                                                      brief=p == DEMO and len(parts) > 1)
+                       for p, title in parts)
 
 
-def profile_section(figures: Path, measurements: Path | None = None) -> str:
-    """One profile's results from figures/<profile>/*.json; image links point at figures/<profile>/."""
+def profile_section(figures: Path, measurements: Path | None = None, brief: bool = False) -> str:
+    """One profile's results from figures/<profile>/*.json; image links point at figures/<profile>/.
+
+    brief=True (the digits demonstration below a CIFAR-10 part): its key sentences only, no figures or table."""
     img = f"figures/{figures.name}"
     curves, sweep, heat = _load(figures, "01_training_curves"), _load(figures, "02_xi_sweep"), \
         _load(figures, "03_attack_heatmap")
@@ -109,7 +115,7 @@ def profile_section(figures: Path, measurements: Path | None = None) -> str:
     def col(recipe: str, defence: str) -> dict:
         return {a: table.get(a, {}).get(f"{recipe} / {defence}") for a in COLUMNS}
 
-    bare, tpap, star = col("fgsm", "bare"), col("fgsm", "TPAP"), col("fgsm_multi", "TPAP")
+    bare, tpap = col("fgsm", "bare"), col("fgsm", "TPAP")
     t6 = TABLE6
     xi_rows = sweep["numbers"]["records"]
     pgd_by_xi = {r["xi"]: r["accuracy"] for r in xi_rows if r["attack"] == "pgd20"}
@@ -118,9 +124,6 @@ def profile_section(figures: Path, measurements: Path | None = None) -> str:
     eps = s["eps"]
     at_eps = min(pgd_by_xi, key=lambda v: abs(v - eps))
     pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
-    t7_recipes = (("CW2-AT", "cw2"), (pgd_at_name, "pgd"), ("FGSM-AT", "fgsm"))
-    t7 = {name: col(r, "TPAP") for name, r in t7_recipes}
-    t7_bare = {name: col(r, "bare") for name, r in t7_recipes}
     a = adaptive["numbers"]["table"]
     ta, bare_a, pgd_at = a["TPAP"], a.get("bare", {}), a.get("PGD-AT", {})
     protocol = next((v for k, v in ta.items() if k.startswith("transfer:bare")), None)
@@ -153,24 +156,15 @@ def profile_section(figures: Path, measurements: Path | None = None) -> str:
         "",
         f"![xi sweep]({img}/02_xi_sweep.png)",
         "",
-        f"**Tab. 2 (03, {s['n_attack']} test images, attacks crafted on the bare model, then purified; "
-        + (f"iterations x {s['attack_scale']:g}, a setting since removed" if s.get("attack_scale", 1) != 1
-           else "every attack at its full definition")
-        + "). The paper's STA is advertorch's flawed one, its TI-DIM plain DIM; CW2, DDN, STA are unbounded "
-        "(not robustness, docs/fidelity.md).** As run: " + _labels(s) + ".",
+        f"**Tab. 2 (03, {s['n_attack']} test images, attacks crafted on the bare model, then purified; every "
+        "attack at its full definition), five of its columns; all fifteen, TPAP* and Tab. 7: "
+        "[docs/tables.md](docs/tables.md).** As run: " + _labels(s) + ".",
         "",
-        "| | " + " | ".join(HEADS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
-        _row("paper TPAP", TABLE2["TPAP"], 2),
-        _row("ours TPAP", tpap),
-        _row("ours bare FGSM-RO", bare),
-        _row("paper TPAP*", TABLE2["TPAP*"], 2),
-        _row("ours TPAP*", star),
-        "",
-        "Tab. 7 (other training attacks, then purification), clean / PGD-20: "
-        + ", ".join(f"{k} {_f(t7_bare[k]['clean'])} / {_f(t7_bare[k]['pgd20'])} bare, {_f(v['clean'])} / "
-                    f"{_f(v['pgd20'])} with TPAP" for k, v in t7.items())
-        + " (paper, with TPAP: " + ", ".join(f"{k} {v['clean']} / {v['pgd20']}" for k, v in TABLE7.items()) + ").",
+        "| | " + " | ".join(HEADS[COLUMNS.index(k)] for k in SHORT) + " |",
+        "|---|" + "---|" * len(SHORT),
+        _row("paper TPAP", TABLE2["TPAP"], 2, SHORT),
+        _row("ours TPAP", tpap, 1, SHORT),
+        _row("ours bare FGSM-RO", bare, 1, SHORT),
         "",
         f"![heatmap]({img}/03_attack_heatmap.png)",
         "",
@@ -189,7 +183,57 @@ def profile_section(figures: Path, measurements: Path | None = None) -> str:
         f"{pgd_at_name}, TPAP inference {cn['ours: test time, TPAP / plain']:.2f}x plain inference "
         f"({cn['ours: test FLOPs, TPAP / plain']:.1f}x the FLOPs).",
     ]
+    if brief:
+        keep = ("From ", "**Robust overfitting", "**Tab. 6", "**Beyond the paper")
+        paragraphs = [p for p in "\n".join(lines).split("\n\n") if p.startswith(keep)]
+        return "\n\n".join(paragraphs + [f"Its figures: `{img}/`; Tab. 2 in full: [docs/tables.md](docs/tables.md)."])
     return "\n".join(lines)
+
+
+def tables_part(figures: Path) -> str:
+    """docs/tables.md's part for one profile: Tab. 2 with all its columns (TPAP*, the paper) and Tab. 7."""
+    heat = _load(figures, "03_attack_heatmap")
+    s, table = heat["settings"], heat["numbers"]["table"]
+
+    def col(recipe: str, defence: str) -> dict:
+        return {a: table.get(a, {}).get(f"{recipe} / {defence}") for a in COLUMNS}
+
+    bare, tpap, star = col("fgsm", "bare"), col("fgsm", "TPAP"), col("fgsm_multi", "TPAP")
+    pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
+    t7_recipes = (("CW2-AT", "cw2"), (pgd_at_name, "pgd"), ("FGSM-AT", "fgsm"))
+    t7 = {name: col(r, "TPAP") for name, r in t7_recipes}
+    t7_bare = {name: col(r, "bare") for name, r in t7_recipes}
+    lines = [
+        f"**Tab. 2 (03, {s['n_attack']} test images, attacks crafted on the bare model, then purified; "
+        + (f"iterations x {s['attack_scale']:g}, a setting since removed" if s.get("attack_scale", 1) != 1
+           else "every attack at its full definition")
+        + "). The paper's STA is advertorch's flawed one, its TI-DIM plain DIM; CW2, DDN, STA are unbounded "
+        "(not robustness, docs/fidelity.md).** As run: " + _labels(s) + ".",
+        "",
+        "| | " + " | ".join(HEADS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+        _row("paper TPAP", TABLE2["TPAP"], 2),
+        _row("ours TPAP", tpap),
+        _row("ours bare FGSM-RO", bare),
+        _row("paper TPAP*", TABLE2["TPAP*"], 2),
+        _row("ours TPAP*", star),
+        "",
+        "Tab. 7 (other training attacks, then purification), clean / PGD-20: "
+        + ", ".join(f"{k} {_f(t7_bare[k]['clean'])} / {_f(t7_bare[k]['pgd20'])} bare, {_f(v['clean'])} / "
+                    f"{_f(v['pgd20'])} with TPAP" for k, v in t7.items())
+        + " (paper, with TPAP: " + ", ".join(f"{k} {v['clean']} / {v['pgd20']}" for k, v in TABLE7.items()) + ").",
+    ]
+    return "\n".join(lines)
+
+
+def tables_section(figures: Path | None = None) -> str:
+    """docs/tables.md between its markers: each shown profile's full Tab. 2 and Tab. 7."""
+    root = Path(figures) if figures is not None else tracked_figures()
+    return "\n\n".join(f"## `{p}` ({title})\n\n" + tables_part(root / p) for p, title in _parts(root))
+
+
+def _parts(root: Path) -> list[tuple[str, str]]:
+    return [(p, title) for p, title in SHOWN_FIRST.items() if (root / p).is_dir()] + [(DEMO, "digits, offline")]
 
 
 def split(text: str) -> tuple[str, str, str]:
@@ -202,14 +246,21 @@ def split(text: str) -> tuple[str, str, str]:
 
 
 def update(readme: Path | None = None, figures: Path | None = None, check: bool = False,
-           measurements: Path | None = None) -> bool:
-    """Rewrite the section (or with check=True only compare); True when it was up to date."""
-    readme = Path(readme) if readme is not None else REPO / "README.md"
-    before, old, after = split(readme.read_text())
-    new = results_section(figures, measurements)
-    if not check and new != old:
-        readme.write_text(f"{before}{START}\n{new}\n{END}{after}")
-    return new == old
+           measurements: Path | None = None, tables: Path | None = None) -> bool:
+    """Rewrite the README's section and docs/tables.md's (or with check=True only compare); True when both were
+    up to date."""
+    fresh = True
+    for page, new in ((Path(readme) if readme is not None else REPO / "README.md",
+                       lambda: results_section(figures, measurements)),
+                      (Path(tables) if tables is not None else TABLES, lambda: tables_section(figures))):
+        if readme is not None and tables is None and page == TABLES:
+            continue  # a README given alone (tests): its tables page is not touched
+        before, old, after = split(page.read_text())
+        text = new()
+        if not check and text != old:
+            page.write_text(f"{before}{START}\n{text}\n{END}{after}")
+        fresh = fresh and text == old
+    return fresh
 
 
 def main(argv=None) -> None:
