@@ -17,7 +17,7 @@ import math
 import sys
 from pathlib import Path
 
-from .config import REPO, tracked_figures
+from .config import PROFILES, REPO, tracked_figures
 from .paper import TABLE2, TABLE6, TABLE7
 
 DEMO = "quick"  # the fully offline digits run that `make run` makes by default (the one place naming it)
@@ -70,7 +70,8 @@ def seed_spread(settings: dict, measurements: Path | None = None) -> str:
             r = json.loads(line) if line.strip() else {}
             if ("bare_pgd20" in r and r.get("split") == "test" and math.isclose(r.get("xi", -1), settings["xi"])
                     and r.get("n") == settings.get("n_eval")
-                    and bool(r.get("clean_bn_forward")) == bool(settings.get("clean_bn_forward"))):
+                    and bool(r.get("clean_bn_forward", PROFILES.get(r.get("profile"), {}).get("clean_bn_forward")))
+                    == bool(settings.get("clean_bn_forward"))):
                 rows.append(r)
                 files.add(path.relative_to(folder.parent.parent).as_posix() if folder.parent.parent in path.parents
                           else path.name)

@@ -59,7 +59,8 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
                         {"clean": x, "pgd20": x_pgd}.items()}
                 out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": name, "n": len(y),
                             "n_train": len(train.y_train), "held_out": n if split == "validation" else 0,
-                            "profile": cfg.get("profile"), "train_seconds": sum(h["train_seconds"] for h in history),
+                            "profile": cfg.get("profile"), "clean_bn_forward": bool(cfg.get("clean_bn_forward")),
+                            "train_seconds": sum(h["train_seconds"] for h in history),
                             "device": str(device), **{f"bare_{k}": v for k, v in bare.items()},
                             **{f"tpap_{k}": v for k, v in tpap.items()}})
     return out
