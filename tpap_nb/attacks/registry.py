@@ -195,8 +195,8 @@ def attack_settings(name: str, **overrides) -> dict:
     return cfg
 
 
-def _radius(eps: float) -> str:
-    """8/255 when eps is a whole number of 255ths, else the number itself (0.3)."""
+def radius(eps: float) -> str:
+    """8/255 when eps is a whole number of 255ths, else the number itself (0.3): how labels write a radius."""
     k = eps * 255
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
 
@@ -212,7 +212,7 @@ def attack_label(name: str, settings: dict | None = None, n: int | None = None) 
     if "max_flow" in s:
         parts.append(f"{s['steps']} x {s['alpha']:g} px flow steps")
     elif "alpha" in s and "steps" in s:
-        parts.append(f"{s['steps']} x {_radius(s['alpha'])}"
+        parts.append(f"{s['steps']} x {radius(s['alpha'])}"
                      + (", random start, 1 restart" if s.get("random_start") else ""))
     elif "max_iterations" in s:
         parts.append(f"{s['search_steps']} rounds x {s['max_iterations']} L-BFGS iterations, constant "
@@ -230,7 +230,7 @@ def attack_label(name: str, settings: dict | None = None, n: int | None = None) 
     if "decay" in s and "alpha" in s:
         parts.append(f"momentum {s['decay']:g}")
     if "eps" in s:
-        parts.append(f"eps {_radius(s['eps'])}")
+        parts.append(f"eps {radius(s['eps'])}")
     if s.get("budget") is not None and "budget" in s:
         parts.append(f"L2 <= {s['budget']:g}")
     elif name in UNBOUNDED:

@@ -6,6 +6,8 @@ Each function takes the records of one study (`tables.ablation`, `tables.xi_swee
 """
 from __future__ import annotations
 
+from ..attacks.registry import radius
+
 TOL = 1.0  # points: a change smaller than this is reported as "level"
 
 NAMES = {"clean": "clean images", "fgsm": "FGSM", "pgd20": "PGD-20"}
@@ -115,7 +117,7 @@ def xi_sweep_sentence(records: list[dict], xi: float, eps: float, names: dict | 
     at = {a: next((v for x, v in pts if abs(x - xi) <= 1e-9 * max(1.0, xi)), None) for a, pts in by.items()}
     at = {a: v for a, v in at.items() if v is not None}
     if at:
-        text += (f" At the profile's xi = {xi:.3g} ({xi / eps:.2f} eps) TPAP scores "
+        text += (f" At the profile's xi = {radius(xi)} ({xi / eps:.2f} eps) TPAP scores "
                  + ", ".join(f"{_pct(v)} on {names.get(a, a)}" for a, v in at.items()) + ".")
     if "clean" in by:
         pts = by["clean"]
@@ -150,7 +152,8 @@ def fgsm_limitation_sentence(lim: dict, eps: float, xi: float, name: str = "FGSM
     t, b, b2 = lim["acc_tpap_fgsm"], lim["acc_bare_fgsm"], lim["acc_bare_fgsm_eps_plus_xi"]
     same = 100 * lim["same_sign_fraction"]
     text = (f"Purified {name} inputs sit on average {lim['linf_x_pur']:.3g} (L-inf) from the clean images, "
-            f"against {lim['linf_x_adv']:.3g} before purification (eps = {eps:.3g}, eps + xi = {eps + xi:.3g}); "
+            f"against {lim['linf_x_adv']:.3g} before purification "
+            f"(eps = {radius(eps)}, eps + xi = {radius(eps + xi)}); "
             f"gamma has the sign of delta on {same:.1f} % of the pixels the attack moved. "
             f"TPAP's accuracy on {name} at eps is {_pct(t)}; the bare model's is {_pct(b)} on {name} at eps "
             f"and {_pct(b2)} on {name} at eps + xi.")
