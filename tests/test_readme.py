@@ -66,6 +66,10 @@ def test_a_cifar_part_comes_first_once_its_figures_exist(tmp_path):
     first = next(iter(readme.SHOWN_FIRST))
     alone = readme.results_section(figures)
     assert f"### `{first}`" not in alone
+    (figures / first).mkdir()
+    shutil.copy(figures / readme.DEMO / "01_training_curves.json", figures / first)  # a run still going
+    assert readme.results_section(figures) == alone
+    shutil.rmtree(figures / first)
     shutil.copytree(figures / readme.DEMO, figures / first)
     section = readme.results_section(figures)
     assert section.index(f"### `{first}`") < section.index(f"### `{readme.DEMO}`")

@@ -26,6 +26,8 @@ MEASUREMENTS = REPO / "docs" / "measurements"
 LABELLED = ("pgd20", "pgd100", "aa")
 SHORT = ("clean", "fgsm", "pgd20", "pgd100", "aa")  # the README's Tab. 2 columns; docs/tables.md has them all
 TABLES = REPO / "docs" / "tables.md"
+REQUIRED = ("01_training_curves", "02_xi_sweep", "03_attack_heatmap", "05_tsne", "06_cost_ratios",
+            "07_adaptive_attacks")  # the figures' JSON a profile's part is written from
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = ("clean", "fgsm", "pgd20", "pgd100", "cw2", "cw2_l2", "ddn", "ddn_l2", "aa", "sta", "sta_advertorch",
@@ -50,6 +52,20 @@ def _f(v, nd: int = 1) -> str:
 def _row(label: str, values: dict, nd: int = 1, columns: tuple = COLUMNS) -> str:
     return f"| {label} | " + " | ".join(_f(values.get(c), nd) for c in columns) + " |"
 
+
+
+# How notebook 03's heatmap names its rows (experiments.tables.recipe_label, then ", bare" or ", + TPAP"); the
+# older "fgsm / bare" keys are read too.
+ROW_PREFIX = {"fgsm": "FGSM-RO (", "fgsm_multi": "TPAP* network", "pgd": "PGD-AT (", "cw2": "CW2-AT ("}
+ROW_SUFFIX = {"bare": ", bare", "TPAP": ", + TPAP"}
+
+
+def _cell(column: dict, recipe: str, defence: str):
+    """One heatmap cell (a recipe's accuracy, bare or with TPAP, under one attack); None when not run."""
+    if f"{recipe} / {defence}" in column:
+        return column[f"{recipe} / {defence}"]
+    return next((v for k, v in column.items() if k.startswith(ROW_PREFIX.get(recipe, recipe))
+                 and k.endswith(ROW_SUFFIX[defence])), None)
 
 
 def _labels(settings: dict) -> str:
@@ -114,7 +130,7 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     table = heat["numbers"]["table"]
 
     def col(recipe: str, defence: str) -> dict:
-        return {a: table.get(a, {}).get(f"{recipe} / {defence}") for a in COLUMNS}
+        return {a: _cell(table.get(a, {}), recipe, defence) for a in COLUMNS}
 
     bare, tpap = col("fgsm", "bare"), col("fgsm", "TPAP")
     t6 = TABLE6
@@ -197,7 +213,7 @@ def tables_part(figures: Path) -> str:
     s, table = heat["settings"], heat["numbers"]["table"]
 
     def col(recipe: str, defence: str) -> dict:
-        return {a: table.get(a, {}).get(f"{recipe} / {defence}") for a in COLUMNS}
+        return {a: _cell(table.get(a, {}), recipe, defence) for a in COLUMNS}
 
     bare, tpap, star = col("fgsm", "bare"), col("fgsm", "TPAP"), col("fgsm_multi", "TPAP")
     pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
@@ -234,7 +250,11 @@ def tables_section(figures: Path | None = None) -> str:
 
 
 def _parts(root: Path) -> list[tuple[str, str]]:
-    return [(p, title) for p, title in SHOWN_FIRST.items() if (root / p).is_dir()] + [(DEMO, "digits, offline")]
+    """The profiles shown: a SHOWN_FIRST one once its run is complete (a run still going, or stopped half
+    way, leaves the README as it was), then the demo."""
+    complete = [(p, title) for p, title in SHOWN_FIRST.items()
+                if all((root / p / f"{name}.json").exists() for name in REQUIRED)]
+    return complete + [(DEMO, "digits, offline")]
 
 
 def split(text: str) -> tuple[str, str, str]:
