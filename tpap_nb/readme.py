@@ -17,11 +17,13 @@ import math
 import sys
 from pathlib import Path
 
-from .config import PROFILES, REPO, tracked_figures
+from .attacks.registry import radius
+from .config import PROFILE_STATUS, PROFILES, REPO, tracked_figures
 from .paper import TABLE2, TABLE6, TABLE7
 
 DEMO = "quick"  # the fully offline digits run that `make run` makes by default (the one place naming it)
-SHOWN_FIRST = {"cifar": "CIFAR-10"}  # profiles shown above the demo once figures/<profile>/ exists
+SHOWN_FIRST = {"cifar": "CIFAR-10"}  # profiles shown above the demo once figures/<profile>/ is complete
+ACCOUNT = {"quick": "docs/results.md", "cifar": "docs/cifar-search.md"}  # each run's written account
 MEASUREMENTS = REPO / "docs" / "measurements"
 LABELLED = ("pgd20", "pgd100", "aa")
 SHORT = ("clean", "fgsm", "pgd20", "pgd100", "aa")  # the README's Tab. 2 columns; docs/tables.md has them all
@@ -68,6 +70,10 @@ def _cell(column: dict, recipe: str, defence: str):
                  and k.endswith(ROW_SUFFIX[defence])), None)
 
 
+def _account(profile: str) -> str:
+    return ACCOUNT.get(profile, ACCOUNT[DEMO])
+
+
 def _labels(settings: dict) -> str:
     """What the iterative columns ran (steps x step, restarts / queries, radius), from the run's settings."""
     from .attacks.registry import attack_label, attack_settings
@@ -98,10 +104,10 @@ def seed_spread(settings: dict, measurements: Path | None = None) -> str:
         lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
         return f"{_f(lo)}-{_f(hi)}"
 
-    where = sorted({f"commit {r.get('commit', '?')}, {r.get('threads', '?')} "
-                    f"thread{'' if r.get('threads') == 1 else 's'}" for r in rows})
+    where = sorted({f"commit {r['commit']}, {r['threads']} thread{'' if r['threads'] == 1 else 's'}; "
+                    for r in rows if "commit" in r and "threads" in r})
     return (f"seeds {', '.join(str(r['seed']) for r in sorted(rows, key=lambda r: r['seed']))} of this setting "
-            f"({'; '.join(where)}; `{', '.join(sorted(files))}`) gave bare clean {span('bare_clean')}, PGD-20 "
+            f"({''.join(where)}`{', '.join(sorted(files))}`) gave bare clean {span('bare_clean')}, PGD-20 "
             f"{span('bare_pgd20')} %; TPAP clean {span('tpap_clean')}, PGD-20 {span('tpap_pgd20')} %.")
 
 
@@ -151,9 +157,11 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     cn = cost["numbers"]
     spread = seed_spread(s, measurements)
     lines = [
-        f"From `{img}/*.json` of the last `make run PROFILE={s['profile']}` (`make readme`): {s['dataset']}, "
-        f"{s['model']}, eps = {eps:g}, xi = {s['xi']:g}, {curves['device']}, commit {', '.join(commits)}; "
-        f"the run's account: [docs/results.md](docs/results.md).",
+        f"From `{img}/*.json` (`make run PROFILE={s['profile']}`): {s['dataset']}, "
+        f"{s['model']}, eps = {radius(eps)}, xi = {radius(s['xi'])}, {curves['device']}, commit {', '.join(commits)}; "
+        f"the run's account: [{_account(s['profile'])}]({_account(s['profile'])})."
+        + (f" **`{s['profile']}`: {PROFILE_STATUS[s['profile']].split(':')[0]}.**" if s["profile"] in PROFILE_STATUS
+           else ""),
         "",
         f"**Robust overfitting (01, Fig. 1/4).** Epoch {s['epochs']}, {s['n_eval']} test images: bare clean "
         f"{_f(c['test_clean'])}, FGSM {_f(c['test_fgsm'])}, PGD-20 {_f(c['test_pgd20'])} % (train FGSM "
@@ -167,15 +175,14 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         f"{_f(bare['pgd20'])} / {_f(tpap['pgd20'])} (paper: {t6['without purification']['clean']} / "
         f"{t6['with purification']['clean']}, {t6['without purification']['fgsm']} / "
         f"{t6['with purification']['fgsm']}, {t6['without purification']['pgd20']} / "
-        f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {best_xi:g} "
-        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {at_eps:g} (about eps) it is "
+        f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {radius(best_xi)} "
+        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {radius(at_eps)} (about eps) it is "
         f"{_f(pgd_by_xi[at_eps])} % (clean {_f(clean_by_xi[at_eps])} %).",
         "",
         f"![xi sweep]({img}/02_xi_sweep.png)",
         "",
-        f"**Tab. 2 (03, {s['n_attack']} test images, attacks crafted on the bare model, then purified; every "
-        "attack at its full definition), five of its columns; all fifteen, TPAP* and Tab. 7: "
-        "[docs/tables.md](docs/tables.md).** As run: " + _labels(s) + ".",
+        f"**Tab. 2 (03, {s['n_attack']} test images; crafted on the bare model, then purified; five of its "
+        "fifteen columns, all and Tab. 7 in [docs/tables.md](docs/tables.md)).** As run: " + _labels(s) + ".",
         "",
         "| | " + " | ".join(HEADS[COLUMNS.index(k)] for k in SHORT) + " |",
         "|---|" + "---|" * len(SHORT),
