@@ -50,9 +50,9 @@ nb: $(VENV)/.installed
 	TPAP_FIGURES=build/$(PROFILE)/figures $(PY) -m tpap_nb.notebooks --profile $(PROFILE) --only $(NB) \
 		--out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
 
-## bench: speed ratios on this machine (python -m tpap_nb.experiments.cost --help for options)
+## bench: speed ratios on this machine (python -m tpap_nb.experiments.bench --help for options)
 bench: $(VENV)/.installed
-	$(PY) -m tpap_nb.experiments.cost
+	$(PY) -m tpap_nb.experiments.bench
 
 ## readme: rewrite the README's results section from figures/<profile>/*.json (the last run's numbers) and
 ## every notebook's run-time line and install cell from figures/<profile>/runtimes.json

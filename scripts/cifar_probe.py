@@ -22,16 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tpap_nb import build_model, load_dataset, set_seed  # noqa: E402
 from tpap_nb.data import Dataset  # noqa: E402
-from tpap_nb.train import fit  # noqa: E402
+from tpap_nb.runtime import runtime_for  # noqa: E402
+from tpap_nb.train import evaluate_epoch, fit  # noqa: E402
 
 
-def split_validation(data: Dataset, n_train: int, n_val: int, seed: int) -> Dataset:
-    """Train subset and a disjoint validation subset, both drawn from the training split (seeded)."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data.y_train), generator=g)
-    tr, va = idx[:n_train], idx[n_train:n_train + n_val]
-    return Dataset(data.name, data.x_train[tr], data.y_train[tr], data.x_train[va], data.y_train[va],
-                   data.classes, data.augment)
+def split_validation(data: Dataset, n_train: int | None, n_val: int, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, val): n_val training images held out (seeded, `Dataset.validation_split`), then n_train of the rest.
+
+    `train` keeps the real test split (for the final report), `val` has the held-out images as its test split.
+    """
+    train, val = data.validation_split(n_val, seed=seed)
+    if n_train is not None and n_train < len(train.y_train):
+        train = train.subset(n_train=n_train, seed=seed)
+        val = Dataset(val.name, train.x_train, train.y_train, val.x_test, val.y_test, val.classes, val.augment,
+                      val.source)
+    return train, val
 
 
 def overfits(h: dict) -> bool:
@@ -83,47 +88,53 @@ def main(argv=None):
         return
     p = argparse.ArgumentParser()
     p.add_argument("--tag", required=True)
-    p.add_argument("--data", required=True, help="dataset name, e.g. folder:/tmp/cifar")
-    p.add_argument("--model", default="small_cnn")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--n-train", type=int, default=10000)
-    p.add_argument("--n-val", type=int, default=500)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--data", default="cifar10", help="dataset name (cifar10: the pickles or the JPEG copy)")
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--n-train", type=int, default=None, help="default: every training image not held out")
+    p.add_argument("--n-val", type=int, default=1000)
+    p.add_argument("--n-test", type=int, default=1000, help="test images measured once, after the last epoch")
+    p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--milestones", default="")
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--wd", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=0.2)
+    p.add_argument("--lr-schedule", default="onecycle", choices=("multistep", "onecycle"))
+    p.add_argument("--wd", type=float, default=5e-4)
     p.add_argument("--bs", type=int, default=128)
-    p.add_argument("--eps", type=float, default=8, help="in 1/255 units")
-    p.add_argument("--xi", type=float, default=None, help="in 1/255 units (default: eps)")
-    p.add_argument("--eval-every", type=int, default=2)
+    p.add_argument("--eps", type=float, default=8, help="training eps in 1/255 units")
+    p.add_argument("--attack-eps", type=float, default=8, help="test attacks' eps in 1/255 units")
+    p.add_argument("--xi", type=float, default=8, help="in 1/255 units")
+    p.add_argument("--clean-bn", action="store_true", help="the authors' clean BatchNorm forward")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--attack-precision", default="auto")
+    p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", default="/tmp/probe_runs")
-    p.add_argument("--log", required=True)
+    p.add_argument("--runs", default=str(Path(__file__).resolve().parent.parent / "runs" / "probes"))
+    p.add_argument("--log", default=str(Path(__file__).resolve().parent.parent / "docs" / "cifar-trials.jsonl"))
     a = p.parse_args(argv)
-    torch.set_num_threads(int(__import__("os").environ.get("PROBE_THREADS", "1")))
     t0 = time.time()
     full = load_dataset(a.data)
-    data = split_validation(full, a.n_train, a.n_val, a.seed)
-    eps = a.eps / 255
-    xi = (a.xi if a.xi is not None else a.eps) / 255
-    cfg = dict(recipe="fgsm", eps=eps, xi=xi, epochs=a.epochs, batch_size=a.bs, lr=a.lr,
-               milestones=tuple(int(m) for m in a.milestones.split(",") if m), momentum=0.9,
-               weight_decay=a.wd, n_eval=a.n_val, eval_every=a.eval_every, seed=a.seed,
-               dataset=data.name, model=a.model, width=a.width, n_train=a.n_train, profile="probe")
+    train, val = split_validation(full, a.n_train, a.n_val, a.seed)
+    cfg = dict(recipe="fgsm", eps=a.eps / 255, attack_eps=a.attack_eps / 255, xi=a.xi / 255, epochs=a.epochs,
+               batch_size=a.bs, lr=a.lr, milestones=tuple(int(m) for m in a.milestones.split(",") if m),
+               lr_schedule=a.lr_schedule, momentum=0.9, weight_decay=a.wd, n_eval=a.n_val, eval_every=a.eval_every,
+               seed=a.seed, dataset=val.name, model=a.model, width=a.width, n_train=len(train.y_train),
+               clean_bn_forward=a.clean_bn, precision=a.precision, attack_precision=a.attack_precision,
+               profile="probe")
+    rt = runtime_for(cfg)
+    print(f"{a.tag}: {len(train.y_train)} training images, {a.n_val} validation, runtime {rt.describe()}", flush=True)
     set_seed(a.seed)
-    model = build_model(a.model, data.num_classes, data.in_channels, a.width)
+    model = build_model(a.model, val.num_classes, val.in_channels, a.width)
     ckpt = Path(a.runs) / f"{a.tag}-s{a.seed}.pt"
+    history = fit(model, val, cfg, ckpt=ckpt, progress=True)
+    t1 = time.time()
+    test = evaluate_epoch(model, train, cfg | {"n_eval": a.n_test})
+    test = {k: v for k, v in test.items() if not k.startswith("train_")}
+    print(json.dumps({"tag": a.tag, "test": test, "test_seconds": time.time() - t1}), flush=True)
     log = Path(a.log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    history = fit(model, data, cfg, ckpt=ckpt, progress=True)
-    for h in history:
-        if "test_clean" in h:
-            row = {"tag": a.tag, "seed": a.seed, **{k: v for k, v in vars(a).items() if k not in ("log", "runs")},
-                   **h}
-            print(json.dumps(row), flush=True)
     with log.open("a") as f:
-        f.write(json.dumps({"tag": a.tag, "args": vars(a), "history": history,
-                            "wall_seconds": time.time() - t0}) + "\n")
+        f.write(json.dumps({"tag": a.tag, "args": vars(a), "runtime": rt.record(), "history": history,
+                            "test": test, "n_test": a.n_test, "wall_seconds": time.time() - t0}) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,14 @@ def _isolated_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("TPAP_FIGURES", str(tmp_path / "figures"))
 
 
+@pytest.fixture(autouse=True)
+def _float32_one_thread(monkeypatch):
+    """Exactness tests run in float32 on one thread: "auto" precision and threads resolve so (tpap_nb.runtime);
+    the tests of the fast path ask for it explicitly."""
+    monkeypatch.setenv("TPAP_PRECISION", "float32")
+    monkeypatch.setenv("TPAP_THREADS", "1")
+
+
 @pytest.fixture(scope="session")
 def digits():
     return tp.load_dataset("digits")

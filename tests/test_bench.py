@@ -1,4 +1,4 @@
-"""The throughput bench runs on a tiny config and writes a consistent record (no wall-time asserts)."""
+"""The speed bench compares like with like, on a tiny shape (no wall-time asserts)."""
 from __future__ import annotations
 
 import json
@@ -6,62 +6,70 @@ import json
 import pytest
 import torch
 
-from tpap_nb.experiments import cost as B
+import tpap_nb as tp
+from tpap_nb.experiments import bench as B
+from tpap_nb.runtime import resolve
+from tpap_nb.train import train_step
 
-TINY = ["--model", "small_cnn", "--width", "4", "--image-size", "8", "--channels", "1", "--batch-size", "4",
-        "--repeats", "2", "--warmup", "1", "--min-time", "0", "--device", "cpu",
-        "--threads", "1"]  # one thread: OpenMP barriers crawl on a busy 2-core machine
-
-
-def _check_record(rec: dict, phases=B.PHASES):
-    for key in ("model", "batch_size", "image_size", "device", "device_name", "dtype", "channels_last",
-                "compile", "torch", "threads", "repeats", "results", "ratios", "targets"):
-        assert key in rec, key
-    assert rec["torch"] == torch.__version__ and rec["threads"] >= 1
-    assert set(rec["results"]) == set(phases)
-    for r in rec["results"].values():
-        assert r["images_per_s"] > 0 and r["seconds_per_batch"] > 0 and r["spread"] >= 0
-        assert len(r["seconds_per_batch_all"]) == rec["repeats"]
-        assert r["images_per_s"] == pytest.approx(rec["batch_size"] / r["seconds_per_batch"])
-    ips = {k: v["images_per_s"] for k, v in rec["results"].items()}
-    if {"fgsm_train", "plain_train"} <= set(ips):
-        assert rec["ratios"]["fgsm_over_plain_train"] == pytest.approx(ips["plain_train"] / ips["fgsm_train"])
-    if {"tpap_infer", "plain_infer"} <= set(ips):
-        assert rec["ratios"]["tpap_over_plain_infer"] == pytest.approx(ips["plain_infer"] / ips["tpap_infer"])
-    for k, t in rec["targets"].items():
-        assert t["ratio"] == rec["ratios"][k] and t["met"] == (t["ratio"] <= t["limit"])
+TINY = ["--model", "small_cnn", "--width", "4", "--batch-size", "8", "--repeats", "2", "--warmup", "1",
+        "--min-time", "0", "--device", "cpu", "--threads", "1", "--profile", "smoke"]
 
 
-def test_cli_writes_json_with_all_fields(tmp_path, capsys):
+def test_the_written_out_step_and_the_kits_step_train_the_same_weights():
+    """The bench's reference loop is an independent FGSM-AT step: from one start, both reach the same weights."""
+    rt = resolve("cpu", precision="float32")
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    weights = []
+    for step in ("loop", "kit"):
+        torch.manual_seed(0)
+        model = tp.build_model("small_cnn", 10, 1, width=4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(2):
+            if step == "loop":
+                B._loop_fgsm_step(model, opt, x, y, 0.1, rt)
+            else:
+                model.train()
+                train_step(model, opt, x, y, {"recipe": "fgsm", "eps": 0.1}, rt)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1])
+    assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in
+                                                 tp.build_model("small_cnn", 10, 1, width=4).parameters()]))
+
+
+def test_cli_times_every_phase_per_runtime_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    threads_before = torch.get_num_threads()
+    threads = torch.get_num_threads()
     rec = B.main(TINY + ["--json", str(path)])
     saved = json.loads(path.read_text())
-    assert saved["ratios"] == pytest.approx(rec["ratios"])
-    _check_record(saved)
-    assert saved["threads"] == 1 and torch.get_num_threads() == threads_before  # restored afterwards
-    assert saved["device"] == "cpu" and saved["dtype"] == "float32" and saved["channels_last"] is False
-    assert set(saved["targets"]) == {"fgsm_over_plain_train", "tpap_over_plain_infer", "tpap_over_plain_infer_folded"}
+    assert saved["shape"] == {"model": "small_cnn", "width": 4, "batch_size": 8, "channels": 1, "image_size": 8,
+                              "classes": 10}  # the smoke profile's data shape (digits), the width asked for
+    assert set(saved["runs"]) <= {"float32", "fast"} and "float32" in saved["runs"]
+    for run in saved["runs"].values():
+        assert set(run["results"]) == set(B.PHASES) and run["runtime"]["threads"] == 1
+        for r in run["results"].values():
+            assert len(r["seconds_per_batch_all"]) == 2 and r["seconds_per_batch"] == min(r["seconds_per_batch_all"])
+    assert saved["runs"]["float32"]["runtime"]["precision"] == "float32"
+    assert set(saved["kit_over_loop"]) == {"kit_fgsm_train", "fit_fgsm"} and "fit_over_loop_target" in saved
+    assert torch.get_num_threads() == threads  # restored afterwards
     out = capsys.readouterr().out
-    assert "tpap_over_plain_infer" in out and "images/s" in out  # the table follows the JSON
+    assert "loop_fgsm_train" in out and "fit within 15 %" in out
+    assert rec["profile"] == "smoke"
 
 
-def test_fast_path_options_run_on_cpu():
-    rec = B.bench("small_cnn", batch_size=4, image_size=8, channels=3, width=4, device="cpu", dtype="bf16",
-                  channels_last=True, repeats=1, min_time=0, threads=1,
-                  phases=("fgsm_train", "plain_train", "tpap_infer"))
-    _check_record(rec, ("fgsm_train", "plain_train", "tpap_infer"))
-    assert rec["dtype"] == "bf16" and rec["channels_last"] is True
-    assert "tpap_over_plain_infer" not in rec["ratios"] and "fgsm_over_plain_train" in rec["ratios"]
+def test_the_fast_run_is_the_runtime_auto_picks(monkeypatch):
+    monkeypatch.delenv("TPAP_PRECISION")
+    rec = B.compare(B.Shape("small_cnn", 4, 4, 1, 8, 10), B.Timing(1, 0, 0.0), ("plain_infer",), device="cpu",
+                    threads=1)
+    auto = resolve("cpu")
+    if auto.precision == "bf16":
+        assert rec["runs"]["fast"]["runtime"]["precision"] == "bf16" and "plain_infer" in rec["fast_speedup"]
+    else:
+        assert set(rec["runs"]) == {"float32"}  # nothing faster to compare with on this CPU
 
 
-
-
-def test_bad_options_say_what_is_allowed():
-    with pytest.raises(ValueError, match="phase"):
-        B.bench(phases=("warp_speed",), device="cpu")
-    with pytest.raises(ValueError, match="dtype"):
-        B.bench(dtype="fp8", device="cpu")
+def test_bad_phases_say_what_is_allowed():
+    with pytest.raises(ValueError, match="warp_speed"):
+        B.run_bench(B.Shape(), resolve("cpu"), phases=("warp_speed",))
 
 
 @pytest.mark.parametrize("name,channels,width,left", [("small_cnn", 1, 8, 0), ("resnet18", 3, 8, 0),

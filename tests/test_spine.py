@@ -281,16 +281,29 @@ def test_trades_and_mart_losses_follow_their_formulas():
 
 def test_fast_path_bf16_channels_last_trains_and_is_named(digits):
     small = digits.subset(n_train=128)
-    cfg = _cfg(epochs=1, eval_every=1) | {"amp": "bf16", "channels_last": True}
+    cfg = _cfg(epochs=1, eval_every=1) | {"precision": "bf16", "memory_format": "channels_last"}
     tp.set_seed(0)
     model = tp.build_model("small_cnn", 10, 1, width=8)
     hist = tp.fit(model, small, cfg, progress=False)
     assert np.isfinite(hist[-1]["loss"]) and 0 <= hist[-1]["test_clean"] <= 1
+    assert hist[-1]["eval_precision"] == "bf16" and model.meta["runtime"]["precision"] == "bf16"
+    assert all(p.is_contiguous() for p in model.parameters())  # the caller's model keeps its memory format
     plain = _cfg(epochs=1) | {"recipe": "fgsm"}
-    assert T.run_name(plain) != T.run_name(plain | {"amp": "bf16"})
-    assert T.run_name(plain) == T.run_name(plain | {"amp": None, "channels_last": False})
-    with pytest.raises(ValueError, match="amp="):
-        tp.fit(model, small, cfg | {"amp": "fp8"}, progress=False)
+    assert T.run_name(plain) != T.run_name(plain | {"precision": "bf16"})  # another network, another name
+    assert T.run_name(plain) == T.run_name(plain | {"precision": "float32", "memory_format": "contiguous"})
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        tp.fit(model, small, cfg | {"precision": "fp8"}, progress=False)
+
+
+def test_onecycle_schedule_rises_to_its_peak_and_falls_to_zero(digits):
+    small = digits.subset(n_train=256)
+    cfg = _cfg(epochs=5, eval_every=0, batch_size=64, lr=0.2) | {"lr_schedule": "onecycle"}
+    tp.set_seed(0)
+    hist = tp.fit(tp.build_model("small_cnn", 10, 1, width=4), small, cfg, progress=False)
+    starts = [h["lr"] for h in hist]  # lr at the first step of each epoch: 20 steps, peak at step 8
+    assert starts[0] == 0 and starts[1] == pytest.approx(0.2 * 4 / 8) and starts[2] == pytest.approx(0.2)
+    assert starts[3] == pytest.approx(0.2 * 8 / 12) and hist[-1]["lr_end"] == pytest.approx(0.0)
+    assert T.run_name(cfg | {"recipe": "fgsm"}) != T.run_name(cfg | {"recipe": "fgsm", "lr_schedule": "multistep"})
 
 
 @pytest.mark.slow

@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .runtime import MEMORY_FORMATS, PRECISIONS, resolve_device
+
 __version__ = "0.1.0"  # the package version (pyproject.toml); checkpoints record it
 REPO = Path(__file__).resolve().parent.parent
+
+# The device settings of every profile: decided on the machine that runs it (tpap_nb.runtime).
+RUNTIME_AUTO = dict(precision="auto", attack_precision="auto", memory_format="auto", threads=None, compile=False)
 
 # A profile fixes every value a notebook needs; single parameters override it.
 # `paper` is the authors' setting (Sec. 4.1.2, Tab. 2); `quick` is the CPU setting that
@@ -21,8 +26,8 @@ PROFILES: dict[str, dict] = {
         milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
         n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
         pgd_alpha=0.075, pgd_steps=10, beta=6.0,
-        n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2, amp=None,
-        channels_last=False, compile=False, clean_bn_forward=False, attack_eps=None, schedule=None,
+        n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2,
+        **RUNTIME_AUTO, clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep",
         benchmark_extras=True,
     ),
     "quick": dict(
@@ -30,8 +35,8 @@ PROFILES: dict[str, dict] = {
         milestones=(55,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.21,
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
         pgd_alpha=0.075, pgd_steps=5, beta=6.0,
-        n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, amp=None, channels_last=False, compile=False,
-        clean_bn_forward=False, attack_eps=None, schedule=None,
+        n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, **RUNTIME_AUTO,
+        clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep",
         benchmark_extras=True,
     ),
     "paper": dict(
@@ -40,8 +45,8 @@ PROFILES: dict[str, dict] = {
         n_train=None, n_eval=1000, eval_every=1, device="auto", seed=0,
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
-        sweep_epochs=150, amp=None,
-        channels_last=False, compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
+        sweep_epochs=150,
+        **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep",
         benchmark_extras=True,
     ),
     # CIFAR-10 on a 2-core CPU (issue 11): the best setting the search found (docs/cifar-search.md), NOT
@@ -54,8 +59,8 @@ PROFILES: dict[str, dict] = {
         milestones=(12,), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
         n_train=5000, n_eval=500, eval_every=4, device="auto", seed=0,
         pgd_alpha=3 / 255, pgd_steps=3, beta=6.0,
-        n_attack=100, n_adaptive=50, baselines="pgd", sweep_epochs=4, amp=None, channels_last=False,
-        compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
+        n_attack=100, n_adaptive=50, baselines="pgd", sweep_epochs=4, **RUNTIME_AUTO,
+        clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep",
         benchmark_extras=False,
     ),
     # UNMEASURED: a reasoned guess until a GPU has run it (docs/gpu.md). The paper's network, data,
@@ -66,8 +71,8 @@ PROFILES: dict[str, dict] = {
         milestones=(30, 36), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
         n_train=None, n_eval=1000, eval_every=2, device="auto", seed=0,
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
-        n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20, amp="bf16",
-        channels_last=True, compile=False, clean_bn_forward=True, attack_eps=None, schedule=None,
+        n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20,
+        **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep",
         benchmark_extras=True,
     ),
 }
@@ -88,8 +93,10 @@ PROFILE_STATUS = {
 # 0.05, x0.1 at epoch 55 of 60) and xi = 0.7 eps were measured on 3 seeds on the test images; a
 # re-check on a validation split (seeds.seed_check, issue 12) found no xi meeting its rule
 # (docs/quick-profile.md).
-# amp ('bf16' or None), channels_last and compile (False, True or a torch.compile backend): the
-# GPU fast path of training (train.fit).
+# precision, attack_precision ('auto', 'float32', 'bf16'), memory_format ('auto', 'contiguous',
+# 'channels_last'), threads (None: all cores) and compile (False, True or a torch.compile backend): the
+# run's device settings, resolved once by tpap_nb.runtime ("auto": the fast path where the device has
+# native bf16, float32 elsewhere). They change speed, not the recipe.
 # clean_bn_forward: run the clean batch through the network in train mode before the adversarial
 # one and discard its output, as the authors' training scripts do (train_fgsm_at_cifar10_TPAP.py:218):
 # BatchNorm's running statistics then mix clean and adversarial batches (train.training_loss).
@@ -117,12 +124,15 @@ AUTHORS_SCHEDULE = {"cifar10": {"epochs": 100, "milestones": (75, 90, 140)},
                     "svhn": {"epochs": 100, "milestones": (75, 90)},
                     "tiny-imagenet": {"epochs": 100, "milestones": (75, 90, 190)}}
 SCHEDULES = (None, "authors")
+# lr_schedule: "multistep" (lr x0.1 at each milestone, the paper's MultiStepLR) or "onecycle" (per step:
+# linear from 0 up to lr at 40 % of the steps, then linear down to 0; milestones unused).
+LR_SCHEDULES = ("multistep", "onecycle")
 
 
 # Settings that are not part of a profile: their defaults (a training run's recipe and its
 # attack settings when a caller passes a bare dict to `train.fit`).
 RUN_DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
-                    amp=None, channels_last=False, compile=False, clean_bn_forward=False)
+                    clean_bn_forward=False, lr_schedule="multistep", **RUNTIME_AUTO)
 
 # Notebook 07 per profile: a factor on the counts of experiments/adaptive.py's own attacks (PGD
 # steps and restarts, APGD steps, Square queries; the `settings` column says what ran), never on a
@@ -147,15 +157,19 @@ SETTING_TYPES = {
     "milestones": (tuple, list), "momentum": float, "weight_decay": float, "eps": float, "xi": float,
     "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int,
     "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
-    "n_adaptive": int, "baselines": str, "sweep_epochs": int, "amp": str, "channels_last": bool,
-    "compile": (bool, str), "clean_bn_forward": bool, "attack_eps": float, "schedule": str,
-    "benchmark_extras": bool,
+    "n_adaptive": int, "baselines": str, "sweep_epochs": int, "precision": str, "attack_precision": str,
+    "memory_format": str, "threads": int, "compile": (bool, str), "clean_bn_forward": bool, "attack_eps": float,
+    "schedule": str,
+    "benchmark_extras": bool, "lr_schedule": str,
 }
-NULLABLE = {"width", "n_train", "amp", "attack_eps", "schedule"}
+NULLABLE = {"width", "n_train", "threads", "attack_eps", "schedule"}
+# Settings that take one of a few words.
+CHOICES = {"lr_schedule": LR_SCHEDULES, "precision": PRECISIONS, "attack_precision": PRECISIONS,
+           "memory_format": MEMORY_FORMATS}
 # Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (see get_profile).
 BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size": (1, False),
           "n_eval": (1, False), "n_attack": (1, False), "n_adaptive": (1, False), "sweep_epochs": (1, False),
-          "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False),
+          "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False), "threads": (1, False),
           "eval_every": (0, False), "xi": (0, False), "attack_eps": (0, True), "pgd_alpha": (0, True),
           "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}
 
@@ -180,6 +194,9 @@ def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             problems.append(f"{key}={value!r} is a {type(value).__name__}, expected {names}"
                             + (" (or None)" if key in NULLABLE else ""))
+            continue
+        if key in CHOICES and value not in CHOICES[key]:
+            problems.append(f"{key}={value!r} must be one of {CHOICES[key]}")
             continue
         bound = BOUNDS.get(key)
         if bound is None or (key == "xi" and allow_negative_xi):
@@ -276,10 +293,5 @@ def set_seed(seed: int = 0) -> None:
 
 
 def get_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else CPU; any torch device string is accepted."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu'.")
-    return dev
+    """'auto' picks CUDA when present, else CPU; any torch device string is accepted (runtime.resolve_device)."""
+    return resolve_device(name)

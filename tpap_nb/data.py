@@ -430,9 +430,10 @@ DATASETS = {
     "digits": _digits, "fashion-mnist": _fashion_mnist, "mnist": _mnist, "cifar10": _cifar10,
     "cifar100": _cifar100, "svhn": _svhn, "tiny-imagenet": _tiny_imagenet,
 }
-# Per-dataset facts used by the `paper` profile (Sec. 4.1.2).
-NUM_CLASSES = {"digits": 10, "fashion-mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100,
-               "svhn": 10, "tiny-imagenet": 200}
+# (channels, image side, classes) of each named data set: what a model for it looks like without loading it
+# (the speed bench times the profile's model on synthetic batches of this shape).
+SHAPES = {"digits": (1, 8, 10), "fashion-mnist": (1, 28, 10), "mnist": (1, 28, 10), "cifar10": (3, 32, 10),
+          "cifar100": (3, 32, 100), "svhn": (3, 32, 10), "tiny-imagenet": (3, 64, 200)}
 
 
 def _unavailable(name: str, root: Path, reason) -> DatasetUnavailable:

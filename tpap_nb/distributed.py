@@ -128,7 +128,7 @@ def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None 
 
 def _meta(model, data: Dataset, cfg: dict, world_size: int) -> dict:
     """The metadata `fit` writes, plus world_size."""
-    return {k: cfg.get(k) for k in RUN_KEYS} | {k: bool(cfg.get(k)) for k in OPTIONAL_RUN_KEYS} | {
+    return {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg.get(k, d) for k, d in OPTIONAL_RUN_KEYS.items()} | {
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__), "milestones":
         list(cfg["milestones"]), "num_classes": data.num_classes, "in_channels": data.in_channels,
         "image_size": data.image_size, "profile": cfg.get("profile"), "xi": cfg.get("xi"),

@@ -27,6 +27,7 @@ from .checks import check_images, check_labels
 from .config import attack_eps, runs_root
 from .models import eval_mode
 from .purify import purify_with_pred
+from .runtime import Runtime, runtime_for
 
 AttackFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # attack(x, y) -> x_adv
 
@@ -48,16 +49,19 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, confidence
 
 
 def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: AttackFn | None = None,
-                       xi: float | None = None, batch_size: int = 512) -> dict[str, torch.Tensor]:
+                       xi: float | None = None, batch_size: int = 512, cfg: dict | None = None,
+                       runtime: Runtime | None = None) -> dict[str, torch.Tensor]:
     """Per-example correctness on the bare model and after purification.
 
     The paper's protocol: x_adv = attack(x, y) is crafted on the bare model, then purified
-    (Eq. 7-9). Returns bool tensors 'bare' and, when xi is given, 'tpap'.
+    (Eq. 7-9). Returns bool tensors 'bare' and, when xi is given, 'tpap'. Attack, purification and
+    classification run in the attack precision of `runtime` (default: `runtime_for(cfg)`, "auto").
     """
     check_labels(y, len(y))
+    rt = runtime if runtime is not None else runtime_for(cfg or {}, x.device)
     bare, tpap = [], []
-    with eval_mode(model):
-        for xb, yb in _batched(x, y, batch_size):
+    with eval_mode(model), rt.attacking():
+        for xb, yb in _batched(rt.inputs(x), y, batch_size):
             x_adv = attack(xb, yb) if attack is not None else xb
             check_images(x_adv)
             if xi is None:
@@ -77,9 +81,10 @@ def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attac
     return out
 
 
-def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512) -> dict[str, float]:
+def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512, cfg=None, runtime=None) -> dict[str, float]:
     """Accuracy (fraction) of the bare model and of TPAP on attack(x, y); see robust_predictions."""
-    return {k: v.float().mean().item() for k, v in robust_predictions(model, x, y, attack, xi, batch_size).items()}
+    correct = robust_predictions(model, x, y, attack, xi, batch_size, cfg, runtime)
+    return {k: v.float().mean().item() for k, v in correct.items()}
 
 
 # ----------------------------------------------------------------------------- the record store
@@ -144,6 +149,7 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
                 overrides: dict | None = None, store: Path | None = None, progress: bool = True) -> list[dict]:
     """Accuracy of the bare model and of TPAP(model, xi) on each attack, as cached tidy records."""
     store = store or records_path()
+    rt = runtime_for(cfg, x.device)
     cached = {r["key"]: r for r in load_records(store)}
     ckpt = Path(getattr(model, "checkpoint", "")).stem or "in-memory"
     meta = getattr(model, "meta", {}) or {}
@@ -151,18 +157,19 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
     for name in tqdm(attacks, desc="attacks", disable=not progress):
         over = profile_overrides(name, cfg) | (overrides or {}).get(name, {})
         settings = attack_settings(name, **over)
-        key = _key(ckpt, name, settings, len(y), xi, cfg.get("seed"))
+        key = _key(ckpt, name, settings, len(y), xi, cfg.get("seed"), rt.attack_precision)
         if key in cached and ckpt != "in-memory":
             out.append(cached[key])
             continue
         t0 = time.perf_counter()
-        x_adv = build_attack(name, model, **over)(x, y)
+        with rt.attacking():
+            x_adv = build_attack(name, model, **over)(rt.inputs(x), y)
         t_attack = time.perf_counter() - t0
         t1 = time.perf_counter()
-        correct = robust_predictions(model, x_adv, y, xi=xi)
+        correct = robust_predictions(model, x_adv, y, xi=xi, runtime=rt)
         bare, tpap = correct["bare"], correct["tpap"]
         seconds_purify = time.perf_counter() - t1
-        tpap_clean = robust_predictions(model, x, y, xi=xi)["tpap"]
+        tpap_clean = robust_predictions(model, x, y, xi=xi, runtime=rt)["tpap"]
         same = (x_adv == x).flatten(1).all(1)
         zero = (x_adv == 0).flatten(1).all(1) & ~(x == 0).flatten(1).all(1)
         rec = {"key": key, "checkpoint": ckpt, "dataset": meta.get("dataset", cfg.get("dataset")),
@@ -175,7 +182,7 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
                "unchanged": _pct(same), "zero_images": _pct(zero), "acc_tpap_clean": _pct(tpap_clean),
                "acc_tpap_changed": _pct(tpap[~same]) if (~same).any() else None,
                "acc_tpap_unchanged": _pct(tpap[same]) if same.any() else None,
-               "seconds_attack": t_attack, "seconds_purify": seconds_purify}
+               "seconds_attack": t_attack, "seconds_purify": seconds_purify, "precision": rt.attack_precision}
         out.append(rec)
         if ckpt != "in-memory":
             store.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,6 @@
 """FGSM-RO training (Algorithm 1, training phase), the baselines' losses, history and checkpoints."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -29,17 +28,25 @@ from .config import (
 from .data import Dataset, batches, load_dataset, to_float
 from .evaluate import pgd20_attack, robust_accuracy
 from .models import build_model
+from .runtime import Runtime, runtime_for
 
 RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart", "cw2")
 # Settings that define a training run: a checkpoint is only resumed or reused when all match.
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
-# Settings that joined a run's name later: part of it only when set (truthy), so the checkpoints
-# made before them keep their names. clean_bn_forward: the authors' clean forward (training_loss).
-OPTIONAL_RUN_KEYS = ("clean_bn_forward",)
-# The fast path (meant for CUDA): bf16 autocast, channels_last and torch.compile (True: inductor, or a
-# backend name). Part of a run's name only when set.
+# Settings that joined a run's name later: part of it only when they differ from these defaults, so the
+# checkpoints made before them keep their names. clean_bn_forward: the authors' clean forward
+# (training_loss); lr_schedule: config.LR_SCHEDULES.
+OPTIONAL_RUN_KEYS = {"clean_bn_forward": False, "lr_schedule": "multistep"}
+# The resolved fast path (tpap_nb.runtime): bf16 autocast, channels_last inputs, torch.compile. Part of a
+# run's name only when on (a bf16 network is another network than its float32 twin).
 FAST_KEYS = ("amp", "channels_last", "compile")
+
+
+def fast_spec(rt: Runtime) -> dict:
+    """The run-name entries of a resolved runtime (the names checkpoints have carried since the fast path)."""
+    return {"amp": "bf16" if rt.precision == "bf16" else None, "channels_last": rt.channels_last,
+            "compile": rt.compile}
 
 
 # The authors' PGD-AT baseline scripts train 120 epochs with lr x0.1 at 75/90/110
@@ -140,12 +147,25 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
     return F.cross_entropy(model(x_adv), y)  # Eq. 4: the loss on the adversarial batch only
 
 
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: dict,
+               rt: Runtime) -> torch.Tensor:
+    """One training iteration of cfg['recipe'] in the runtime's precision and memory format: the loss
+    (`training_loss`), backward, an optimiser step. `fit`, Tab. 5's timer, the bench and DDP all run this."""
+    with rt.autocast():
+        loss = training_loss(net, rt.inputs(x), y, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
     """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP.
 
-    The attacks use the attack eps (`config.attack_eps`), not the training eps.
+    The attacks use the attack eps (`config.attack_eps`), not the training eps, and run in the
+    runtime's attack precision (`robust_accuracy` takes it from cfg).
     """
     n, eps, xi = cfg["n_eval"], attack_eps(cfg), cfg["xi"]
     xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
@@ -154,15 +174,16 @@ def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
                "pgd20": pgd20_attack(model, cfg)}  # the registry's pgd20, as Tab. 2
     rec = {}
     for name, atk in attacks.items():
-        rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk)["bare"]
-        acc = robust_accuracy(model, xte, yte, atk, xi=xi)
+        rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk, cfg=cfg)["bare"]
+        acc = robust_accuracy(model, xte, yte, atk, xi=xi, cfg=cfg)
         rec[f"test_{name}"], rec[f"tpap_{name}"] = acc["bare"], acc["tpap"]
     return rec | eval_settings(cfg)
 
 
 def eval_settings(cfg: dict) -> dict:
     """What an evaluated epoch's numbers depend on beyond the weights (recorded in the history)."""
-    return {"eval_xi": float(cfg["xi"]), "eval_eps": float(attack_eps(cfg)), "eval_n": int(cfg["n_eval"])}
+    return {"eval_xi": float(cfg["xi"]), "eval_eps": float(attack_eps(cfg)), "eval_n": int(cfg["n_eval"]),
+            "eval_precision": runtime_for(cfg).attack_precision}
 
 
 def robust_overfitting_test(history: list[dict], known_min: float = 0.9, other_max: float = 0.1,
@@ -233,9 +254,17 @@ def load_model(path: str | Path, dataset: str | None = None, model: str | None =
     return net.to(device).eval(), state["history"]
 
 
+def run_spec(cfg: dict, rt: Runtime | None = None) -> dict:
+    """What defines a training run: RUN_KEYS, the optional keys that differ from their defaults, the fast path on."""
+    fast = fast_spec(rt if rt is not None else runtime_for(cfg))
+    return ({k: cfg.get(k) for k in RUN_KEYS}
+            | {k: cfg[k] for k, default in OPTIONAL_RUN_KEYS.items() if cfg.get(k, default) != default}
+            | {k: v for k, v in fast.items() if v})
+
+
 def run_name(cfg: dict) -> str:
     """A checkpoint named by what made it: dataset, model, recipe, eps, profile + settings hash."""
-    spec = {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg[k] for k in OPTIONAL_RUN_KEYS + FAST_KEYS if cfg.get(k)}
+    spec = run_spec(cfg)
     key = json.dumps(spec, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     ds = cfg["dataset"].replace(":", "_").replace("/", "_")
@@ -248,40 +277,53 @@ def checkpoint_path(cfg: dict) -> Path:
 
 # ----------------------------------------------------------------------------- training
 
+def lr_scheduler(opt: torch.optim.Optimizer, cfg: dict, steps_per_epoch: int):
+    """The run's lr schedule and whether it steps per batch: MultiStepLR per epoch, or the one-cycle per step."""
+    if cfg["lr_schedule"] == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1), False
+    if cfg["lr_schedule"] != "onecycle":
+        raise ValueError(f"lr_schedule={cfg['lr_schedule']!r}: choose 'multistep' or 'onecycle'.")
+    total = max(1, cfg["epochs"] * steps_per_epoch)
+    up = max(1, round(ONECYCLE_PEAK * total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: t / up if t < up else max(0.0, (total - t) / (total - up))), True
+
+
+# The one-cycle's peak, as a fraction of all steps (the third-round probes, ../shared/notes/probes.md).
+ONECYCLE_PEAK = 0.4
+
+
 def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = None,
         progress: bool = True) -> list[dict]:
     """Train `model` on `data` with cfg['recipe'] (default: Algorithm 1), evaluating and checkpointing.
 
     cfg needs eps, xi, epochs, batch_size, lr, milestones, momentum, weight_decay, n_eval,
-    eval_every, seed. With `ckpt`, each epoch is saved atomically and a killed run resumes.
+    eval_every, seed. With `ckpt`, each epoch is saved atomically and a killed run resumes. The device
+    settings (precision, channels_last inputs, threads, compile) come from `runtime.runtime_for(cfg)`;
+    the model's own weights and memory format are left as they are.
     """
     cfg = {**RUN_DEFAULTS, **cfg}
     device = next(model.parameters()).device
-    if cfg["amp"] not in (None, "bf16"):
-        raise ValueError(f"amp={cfg['amp']!r}: use None (float32) or 'bf16'.")
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["amp"] == "bf16"
-                else contextlib.nullcontext())
-    if cfg["channels_last"]:
-        model.to(memory_format=torch.channels_last)
+    rt = runtime_for(cfg, device)
     # Training steps run through the compiled module; it shares the weights, so checkpoints,
     # evaluation and the returned model are the plain `model`.
-    net = model if not cfg["compile"] else torch.compile(
-        model, backend="inductor" if cfg["compile"] is True else cfg["compile"])
+    net = rt.compiled(model)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"], fused=True if device.type == "cuda" else None)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
+    sched, per_step = lr_scheduler(opt, cfg, -(-len(data.y_train) // cfg["batch_size"]))
     gen = torch.Generator().manual_seed(cfg["seed"])
-    meta = {k: cfg.get(k) for k in RUN_KEYS} | {k: bool(cfg.get(k)) for k in OPTIONAL_RUN_KEYS} | {
+    meta = {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg.get(k, d) for k, d in OPTIONAL_RUN_KEYS.items()} | {
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__),
         "num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
         "profile": cfg.get("profile"), "xi": cfg["xi"], "versions": _versions(),
-        "fast_path": {k: cfg[k] for k in FAST_KEYS}}
+        "fast_path": fast_spec(rt), "runtime": rt.record()}
     meta = json.loads(json.dumps(meta, default=str))  # plain types only: loadable with weights_only=True
     history: list[dict] = []
     if ckpt is not None and Path(ckpt).exists():
         state = read_checkpoint(ckpt)
-        keys = RUN_KEYS + OPTIONAL_RUN_KEYS
-        old = {k: state["meta"].get(k) for k in RUN_KEYS} | {k: bool(state["meta"].get(k)) for k in OPTIONAL_RUN_KEYS}
+        keys = RUN_KEYS + tuple(OPTIONAL_RUN_KEYS)
+        old = {k: state["meta"].get(k) for k in RUN_KEYS} | {
+            k: state["meta"].get(k, d) for k, d in OPTIONAL_RUN_KEYS.items()}
         new = {k: meta.get(k) for k in keys}
         if old != new:
             diff = {k: (old[k], new[k]) for k in keys if old[k] != new[k]}
@@ -296,41 +338,42 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
     epochs = range(start, cfg["epochs"])
     bar = tqdm(epochs, desc=f"{meta['recipe']} {meta['model']}", disable=not progress or start >= cfg["epochs"],
                initial=start, total=cfg["epochs"])
-    for epoch in bar:
-        model.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
-        for x, y in batches(data, cfg["batch_size"], generator=gen):
-            if cfg["channels_last"]:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss = training_loss(net, x, y, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            seen += len(y)
-            loss_sum += loss.detach().float() * len(y)  # no host sync per step
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": loss_sum.item() / max(seen, 1),
-               "train_seconds": time.perf_counter() - t0}
-        sched.step()
-        if cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]):
-            t1 = time.perf_counter()
-            rec.update(evaluate_epoch(model, data, cfg))
-            rec["eval_seconds"] = time.perf_counter() - t1
-            bar.set_postfix(clean=f"{rec['test_clean']:.2f}", fgsm=f"{rec['test_fgsm']:.2f}",
-                            pgd=f"{rec['test_pgd20']:.2f}", tpap_pgd=f"{rec['tpap_pgd20']:.2f}")
-        history.append(rec)
-        if ckpt is not None:
-            save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
-    last = history[-1] if history else {}
-    asked = eval_settings(cfg) if cfg["eval_every"] else {}
-    if "test_clean" in last and any(last.get(k) != v for k, v in asked.items()):
-        # A reused checkpoint evaluated with another xi / attack eps / n: its final epoch is measured again
-        # with the settings asked for (the checkpoint keeps its own record; earlier epochs keep theirs).
-        print(f"{Path(ckpt).name if ckpt else 'run'}: final epoch re-evaluated with {asked} "
-              f"(it was evaluated with { {k: last.get(k) for k in asked} }).")
-        history = [*history[:-1], last | evaluate_epoch(model, data, cfg)]
+    with rt.scope():
+        for epoch in bar:
+            model.train()
+            t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
+            lr = opt.param_groups[0]["lr"]
+            for x, y in batches(data, cfg["batch_size"], generator=gen):
+                loss = train_step(net, opt, x, y, cfg, rt)
+                if per_step:
+                    sched.step()
+                seen += len(y)
+                loss_sum += loss.float() * len(y)  # no host sync per step
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rec = {"epoch": epoch + 1, "lr": lr, "loss": loss_sum.item() / max(seen, 1),
+                   "train_seconds": time.perf_counter() - t0}
+            if per_step:
+                rec["lr_end"] = opt.param_groups[0]["lr"]
+            else:
+                sched.step()
+            if cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]):
+                t1 = time.perf_counter()
+                rec.update(evaluate_epoch(model, data, cfg))
+                rec["eval_seconds"] = time.perf_counter() - t1
+                bar.set_postfix(clean=f"{rec['test_clean']:.2f}", fgsm=f"{rec['test_fgsm']:.2f}",
+                                pgd=f"{rec['test_pgd20']:.2f}", tpap_pgd=f"{rec['tpap_pgd20']:.2f}")
+            history.append(rec)
+            if ckpt is not None:
+                save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
+        last = history[-1] if history else {}
+        asked = eval_settings(cfg) if cfg["eval_every"] else {}
+        if "test_clean" in last and any(last.get(k, v) != v for k, v in asked.items()):
+            # A reused checkpoint evaluated with another xi / attack eps / n / precision: its final epoch is
+            # measured again with the settings asked for (the checkpoint keeps its own record).
+            print(f"{Path(ckpt).name if ckpt else 'run'}: final epoch re-evaluated with {asked} "
+                  f"(it was evaluated with { {k: last.get(k) for k in asked} }).")
+            history = [*history[:-1], last | evaluate_epoch(model, data, cfg)]
     model.eval()
     model.meta = meta
     return history

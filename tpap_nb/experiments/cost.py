@@ -7,35 +7,26 @@ shared machine hits all of them alike):
   and the per-epoch numbers are extrapolated (batches per epoch times the per-batch median), so it
   takes seconds on any profile. FLOPs are counted exactly by torch.utils.flop_counter.FlopCounterMode
   on one batch (FLOPs are linear in the batch size). Training steps run on a copy of the model.
-- `bench` (`make bench`, the command line below): throughput of plain / FGSM-AT / PGD-10-AT training
-  and plain / TPAP inference on synthetic batches of the right shape, so no data set is needed.
-  Each number is the fastest repeat (other work on a shared machine only ever adds time, the
-  advice of Python's timeit); the median and the spread (max - min) / median are in the record
-  too: a spread of tens of percent says the machine was busy, so compare several runs.
-
-    python -m tpap_nb.experiments.cost --model small_cnn --image-size 32 --batch-size 128 --json runs/bench.json
+- the speed bench (`make bench`, `experiments/bench.py`): the profile's model on synthetic batches,
+  float32 against the fast path, the kit's `fit` against a written-out FGSM-AT step.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
-import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import BENCH, get_device, set_seed
+from ..config import get_device, set_seed
 from ..data import Dataset, batches, load_dataset
-from ..models import build_model, eval_mode, fold_bn
-from ..purify import TPAP, purify
-from ..train import checkpoint_path, read_checkpoint, recipe_config, training_loss
+from ..models import build_model, eval_mode
+from ..purify import purify
+from ..runtime import Runtime, resolve, runtime_for
+from ..train import checkpoint_path, read_checkpoint, recipe_config, train_step
 
 
 class _GlobalOnly:
@@ -75,34 +66,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x, y, cfg: dict) -> None:
-    """One training iteration of `cfg['recipe']` exactly as `train.fit` runs it."""
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x, y, cfg: dict, rt: Runtime) -> None:
+    """One training iteration of `cfg['recipe']` as `train.fit` runs it (`train.train_step`)."""
     model.train()
-    loss = training_loss(model, x, y, cfg)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    train_step(model, opt, x, y, cfg, rt)
 
 
-def _test_step(model: nn.Module, x, xi: float | None) -> None:
-    """Classify a batch: one forward (plain) or purify then forward (TPAP, Eq. 7-9)."""
-    if xi is not None:
-        x = purify(model, x, xi)
-    with torch.no_grad():
-        model(x)
+def _test_step(model: nn.Module, x, xi: float | None, rt: Runtime) -> None:
+    """Classify a batch: one forward (plain) or purify then forward (TPAP, Eq. 7-9), in the attack precision."""
+    with rt.autocast(attack=True):
+        x = rt.inputs(x)
+        if xi is not None:
+            x = purify(model, x, xi)
+        with torch.no_grad():
+            model(x)
+
+
+def _float32(device: torch.device) -> Runtime:
+    return resolve(device, precision="float32", attack_precision="float32", memory_format="contiguous")
 
 
 def train_flops_per_batch(model: nn.Module, x, y, cfg: dict, recipe: str) -> int:
     """FLOPs of one training iteration (attack + forward + backward) of `recipe` on batch (x, y), on a copy."""
     net = copy.deepcopy(model)
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    return count_flops(lambda: _train_step(net, opt, x, y, recipe_config(cfg, recipe)))
+    rt = _float32(x.device)
+    return count_flops(lambda: _train_step(net, opt, x, y, recipe_config(cfg, recipe), rt))
 
 
 def test_flops_per_batch(model: nn.Module, x, xi: float | None = None) -> int:
     """FLOPs of classifying batch x, plainly (xi None) or with TPAP purification (one extra forward + backward)."""
+    rt = _float32(x.device)
     with eval_mode(model):
-        return count_flops(lambda: _test_step(model, x, xi))
+        return count_flops(lambda: _test_step(model, x, xi, rt))
 
 
 def time_round_robin(steps: dict[str, Callable[[int], None]], repeats: int, warmup: int = 1,
@@ -163,6 +159,7 @@ def measure_cost(model: nn.Module, data: Dataset, cfg: dict, n_batches: int = 5,
     one batch's FLOPs) x (split size / batch size); batches cycle when n_batches + warmup exceeds the split.
     """
     device = next(model.parameters()).device
+    rt = runtime_for(cfg, device)
     bs, tbs = cfg["batch_size"], test_batch_size or cfg["batch_size"]
     n_use = n_batches + warmup
     train_b = _full_batches(data, bs, "train", n_use, cfg.get("seed", 0))
@@ -174,14 +171,16 @@ def measure_cost(model: nn.Module, data: Dataset, cfg: dict, n_batches: int = 5,
     rcfg = {r: recipe_config(cfg, r) for r in nets}
 
     def train_step(r):
-        return lambda i: _train_step(nets[r], opts[r], *train_b[i % len(train_b)], rcfg[r])
+        return lambda i: _train_step(nets[r], opts[r], *train_b[i % len(train_b)], rcfg[r], rt)
 
-    t_train, _ = time_round_robin({r: train_step(r) for r in nets}, n_batches, warmup, device)
-
+    with rt.scope():
+        t_train, _ = time_round_robin({r: train_step(r) for r in nets}, n_batches, warmup, device)
+        with eval_mode(model):
+            t_test, _ = time_round_robin(
+                {"plain": lambda i: _test_step(model, test_b[i % len(test_b)][0], None, rt),
+                 "tpap": lambda i: _test_step(model, test_b[i % len(test_b)][0], cfg["xi"], rt)},
+                n_batches, warmup, device)
     with eval_mode(model):
-        t_test, _ = time_round_robin({"plain": lambda i: _test_step(model, test_b[i % len(test_b)][0], None),
-                                      "tpap": lambda i: _test_step(model, test_b[i % len(test_b)][0], cfg["xi"])},
-                                     n_batches, warmup, device)
         x_tr, y_tr = train_b[0]
         x_te = test_b[0][0]
         flops = {"train_pgd": train_flops_per_batch(model, x_tr, y_tr, cfg, "pgd"),
@@ -191,7 +190,8 @@ def measure_cost(model: nn.Module, data: Dataset, cfg: dict, n_batches: int = 5,
 
     med = {k: statistics.median(v) for k, v in (t_train | t_test).items()}
     params = param_count(model) / 1e6
-    common = {"device": str(device), "batch_size": bs, "test_batch_size": tbs, "n_batches_timed": n_batches,
+    common = {"device": str(device), "runtime": rt.describe(), "batch_size": bs, "test_batch_size": tbs,
+              "n_batches_timed": n_batches,
               "train_batches_per_epoch": per_epoch_train, "test_batches_per_epoch": per_epoch_test,
               "params_m": params}
     return [
@@ -303,187 +303,3 @@ def recorded_train_seconds(cfg: dict, recipe: str) -> float | None:
     history = read_checkpoint(path)["history"]
     secs = [h["train_seconds"] for h in history if "train_seconds" in h]
     return statistics.median(secs) if secs else None
-
-
-# ----------------------------------------------------------------------------- the speed bench (make bench)
-
-PHASES = ("plain_train", "fgsm_train", "pgd_train", "plain_infer", "tpap_infer", "plain_infer_folded",
-          "tpap_infer_folded")
-# Paper, Tab. 5: TPAP 8.26/2.02 = 4.1x. "_folded": both models with BatchNorm folded into the convs.
-TARGETS = {"fgsm_over_plain_train": 2.3, "tpap_over_plain_infer": 3.0, "tpap_over_plain_infer_folded": 3.0}
-DTYPES = {"float32": None, "bf16": torch.bfloat16}
-
-
-def _phase_fns(model, folded, x, y, eps, xi, autocast):
-    """One step of each phase as a zero-argument callable."""
-    opt = torch.optim.SGD(model.parameters(), lr=BENCH["lr"], momentum=BENCH["momentum"],
-                          weight_decay=BENCH["weight_decay"])
-
-    def train(recipe):
-        cfg = dict(recipe=recipe, eps=eps, alpha=eps, pgd_steps=BENCH["pgd_steps"],
-                   pgd_alpha=BENCH["pgd_alpha_per_eps"] * eps)
-
-        def step():
-            model.train()
-            with autocast():
-                loss = training_loss(model, x, y, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
-
-    def infer(net, net_model):
-        def step():
-            net_model.eval()
-            with torch.no_grad(), autocast():
-                net(x)
-        return step
-
-    return {"plain_train": train("plain"), "fgsm_train": train("fgsm"), "pgd_train": train("pgd"),
-            "plain_infer": infer(model, model), "tpap_infer": infer(TPAP(model, xi), model),
-            "plain_infer_folded": infer(folded, folded), "tpap_infer_folded": infer(TPAP(folded, xi), folded)}
-
-
-def bench(model: str = "small_cnn", batch_size: int = 128, image_size: int = 32, channels: int = 3,
-          classes: int = 10, width: int | None = None, device: str = "auto", dtype: str | None = None,
-          channels_last: bool | None = None, compile: bool = False, repeats: int = BENCH["repeats"],
-          warmup: int = BENCH["warmup"], min_time: float = BENCH["min_time"], phases=PHASES,
-          threads: int | None = None, eps: float = BENCH["eps"], xi: float = BENCH["xi"], seed: int = 0) -> dict:
-    """Images/second of each phase and the cost ratios; dtype/channels_last default to the CUDA fast path."""
-    dev = get_device(device)
-    on_cuda = dev.type == "cuda"
-    dtype = dtype or ("bf16" if on_cuda else "float32")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}.")
-    channels_last = on_cuda if channels_last is None else channels_last
-    unknown = set(phases) - set(PHASES)
-    if unknown or not phases:
-        raise ValueError(f"Unknown phase(s) {sorted(unknown)}; choose from {PHASES}.")
-    with _num_threads(threads):
-        return _run(model, batch_size, image_size, channels, classes, width, dev, dtype, channels_last,
-                    compile, repeats, warmup, min_time, phases, eps, xi, seed)
-
-
-@contextlib.contextmanager
-def _num_threads(n: int | None):
-    """torch.set_num_threads(n) for the bench only; the caller's setting is restored."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _run(model, batch_size, image_size, channels, classes, width, dev, dtype, channels_last, compile,
-         repeats, warmup, min_time, phases, eps, xi, seed) -> dict:
-    """The timing loop of `bench` (arguments already checked)."""
-    on_cuda = dev.type == "cuda"
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    set_seed(seed)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = build_model(model, classes, channels, width, pretrained=False).to(dev, memory_format=fmt)
-    folded = fold_bn(net).to(memory_format=fmt)
-    if compile:
-        net, folded = torch.compile(net), torch.compile(folded)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch_size, channels, image_size, image_size, generator=g).to(dev, memory_format=fmt)
-    y = torch.randint(0, classes, (batch_size,), generator=g).to(dev)
-
-    def autocast():
-        if DTYPES[dtype] is None:
-            return contextlib.nullcontext()
-        return torch.autocast(dev.type, dtype=DTYPES[dtype])
-
-    fns = {k: v for k, v in _phase_fns(net, folded, x, y, eps, xi, autocast).items() if k in phases}
-    times, iters = time_round_robin({name: (lambda i, fn=fn: fn()) for name, fn in fns.items()}, repeats,
-                                    warmup, dev, min_time)
-    results = {}
-    for name, ts in times.items():
-        best, med = min(ts), statistics.median(ts)
-        results[name] = {"images_per_s": batch_size / best, "seconds_per_batch": best,
-                         "median_seconds_per_batch": med, "spread": (max(ts) - best) / med,
-                         "iters_per_repeat": iters[name], "seconds_per_batch_all": ts}
-    sec = {k: v["seconds_per_batch"] for k, v in results.items()}
-    pairs = {"fgsm_over_plain_train": ("fgsm_train", "plain_train"),
-             "pgd_over_plain_train": ("pgd_train", "plain_train"),
-             "pgd_over_fgsm_train": ("pgd_train", "fgsm_train"),
-             "tpap_over_plain_infer": ("tpap_infer", "plain_infer"),
-             "tpap_over_plain_infer_folded": ("tpap_infer_folded", "plain_infer_folded"),
-             "tpap_folded_over_tpap_infer": ("tpap_infer_folded", "tpap_infer")}
-    ratios = {k: sec[a] / sec[b] for k, (a, b) in pairs.items() if a in sec and b in sec}
-    targets = {k: {"ratio": ratios[k], "limit": lim, "met": ratios[k] <= lim} for k, lim in TARGETS.items()
-               if k in ratios}
-    return {"model": model, "batch_size": batch_size, "image_size": image_size, "channels": channels,
-            "classes": classes, "width": width, "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if on_cuda else _cpu_name(),
-            "dtype": dtype, "channels_last": channels_last, "compile": compile,
-            "torch": str(torch.__version__), "threads": torch.get_num_threads(), "repeats": repeats,
-            "warmup": warmup, "min_time": min_time, "eps": eps, "xi": xi, "results": results,
-            "ratios": ratios, "targets": targets}
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine() or "cpu"
-
-
-def table(rec: dict) -> str:
-    """A short human-readable view of a bench record."""
-    size = f"{rec['channels']}x{rec['image_size']}x{rec['image_size']}"
-    lines = [f"{rec['model']} {size} batch {rec['batch_size']} | {rec['device']} ({rec['device_name']})"
-             f" {rec['dtype']} channels_last={rec['channels_last']} compile={rec['compile']}"
-             f" | torch {rec['torch']}, {rec['threads']} threads",
-             f"{'phase':<18}{'images/s':>10}{'ms/batch':>10}{'spread':>8}"]
-    for name, r in rec["results"].items():
-        lines.append(f"{name:<18}{r['images_per_s']:>10.1f}{1e3 * r['seconds_per_batch']:>10.1f}"
-                     f"{100 * r['spread']:>7.1f}%")
-    for k, v in rec["ratios"].items():
-        t = rec["targets"].get(k)
-        verdict = f"  (target <= {t['limit']}: {'met' if t['met'] else 'NOT met'})" if t else ""
-        lines.append(f"{k:<30}{v:6.2f}x{verdict}")
-    return "\n".join(lines)
-
-
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m tpap_nb.experiments.cost",
-                                description="Throughput of training and inference phases on synthetic batches "
-                                            "(the speed side of Tab. 5).")
-    p.add_argument("--model", default="small_cnn")
-    p.add_argument("--width", type=int, default=None, help="model width (default: the model's own)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on CUDA, else fp32")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on for CUDA")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step)")
-    p.add_argument("--repeats", type=int, default=BENCH["repeats"])
-    p.add_argument("--warmup", type=int, default=BENCH["warmup"])
-    p.add_argument("--min-time", type=float, default=BENCH["min_time"], help="seconds per repeat, at least one step")
-    p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--json", type=Path, default=None, help="also write the record here")
-    a = p.parse_args(argv)
-    rec = bench(a.model, a.batch_size, a.image_size, a.channels, a.classes, a.width, a.device, a.dtype,
-                a.channels_last, a.compile, a.repeats, a.warmup, a.min_time,
-                tuple(s for s in a.phases.split(",") if s), a.threads)
-    text = json.dumps(rec, indent=2)
-    print(text)
-    print(table(rec))
-    if a.json is not None:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(text + "\n")
-    return rec
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,7 @@
     python -m tpap_nb.experiments.gpu_check --out DIR        (or TPAP_GPU_CHECK_OUT=DIR)
 
 In one run, inside a time budget (default 540 s, meant for one H100):
-1. the bench on the device: float32 vs the fast path (bf16 autocast + channels_last), ResNet-18;
+1. the bench on the device: float32 vs the fast path (`tpap_nb.runtime`: bf16 autocast + channels_last), ResNet-18;
 2. a few epochs of `paper` FGSM-RO training (ResNet-18, all of CIFAR-10, batch 128), float32 and
    fast path, giving seconds per epoch and the projected 150-epoch time;
 3. the `gpu` profile trained end to end (per-epoch history, checkpoint under DIR/runs);
@@ -19,6 +19,7 @@ TPAP_DATA/cifar10-jpeg (see tpap_nb.data). `--toy` runs every stage at a toy siz
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ from ..evaluate import profile_overrides, robust_predictions
 from ..models import build_model
 from ..plots import plot_history, save_figure
 from ..train import fit, get_or_train
-from .cost import bench
+from .bench import Shape, Timing, compare
 
 TAB2_ATTACKS = ("clean", "fgsm", "pgd20", "aa")
 
@@ -74,28 +75,21 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def fast_dtype(dev) -> str:
-    """bf16 autocast on a GPU; on a CPU bf16 is many times slower, so the toy run's fast path stays float32."""
-    return "bf16" if dev.type == "cuda" else "float32"
-
-
 def stage_bench(dev, toy: bool) -> dict:
-    """Stage 1: images/s and ratios, float32 vs the fast path, on this device."""
-    kw = dict(model="resnet18", batch_size=8 if toy else 128, width=8 if toy else None, device=str(dev),
-              repeats=1 if toy else 3, min_time=0.0 if toy else 0.3,
-              phases=("plain_train", "fgsm_train", "plain_infer", "tpap_infer"))
-    out = {"float32": bench(dtype="float32", channels_last=False, **kw)}
-    out["fast"] = bench(dtype=fast_dtype(dev), channels_last=True, **kw)
-    f32, fast = out["float32"]["results"], out["fast"]["results"]
-    out["fast_speedup"] = {k: f32[k]["seconds_per_batch"] / fast[k]["seconds_per_batch"] for k in f32}
-    return out
+    """Stage 1: seconds per batch and ratios, float32 vs the fast path (`bench.compare`), ResNet-18 on this device."""
+    shape = Shape("resnet18", 8 if toy else 64, 8 if toy else 128)
+    timing = Timing(repeats=1 if toy else 3, warmup=1, min_time=0.0 if toy else 0.3)
+    return compare(shape, timing, ("loop_fgsm_train", "kit_fgsm_train", "plain_train", "plain_infer", "tpap_infer"),
+                   device=str(dev))
+
+
+FLOAT32 = dict(precision="float32", attack_precision="float32", memory_format="contiguous")
 
 
 def stage_paper_epochs(cfg: dict, data, dev, epochs: int) -> dict:
-    """Stage 2: seconds per epoch of the `paper` FGSM-RO training (no evaluation), float32 and fast path."""
+    """Stage 2: seconds per epoch of the `paper` FGSM-RO training (no evaluation), float32 and the fast path."""
     out = {}
-    amp = "bf16" if fast_dtype(dev) == "bf16" else None
-    for name, fast in (("float32", dict(amp=None, channels_last=False)), ("fast", dict(amp=amp, channels_last=True))):
+    for name, fast in (("float32", FLOAT32), ("fast", {})):
         run = {**cfg, **fast, "epochs": epochs, "eval_every": 0}
         set_seed(cfg["seed"])
         model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"]).to(dev)
@@ -104,7 +98,7 @@ def stage_paper_epochs(cfg: dict, data, dev, epochs: int) -> dict:
         secs = [h["train_seconds"] for h in hist]
         steady = secs[1:] or secs  # the first epoch includes cuDNN autotuning
         per_epoch = sum(steady) / len(steady)
-        out[name] = {"epochs_timed": epochs, "amp": run["amp"], "channels_last": run["channels_last"],
+        out[name] = {"epochs_timed": epochs, "runtime": model.meta["runtime"],
                      "seconds_per_epoch": per_epoch, "all_epochs_seconds": secs,
                      "projected_seconds_150_epochs": per_epoch * 150, "n_train": len(data.y_train),
                      "batch_size": cfg["batch_size"]}
@@ -126,7 +120,7 @@ def stage_tab2(model, data, cfg: dict, n: int, dev, toy: bool = False) -> list[d
         except TorchattacksMissing as err:
             rows.append({"attack": name, "skipped": str(err).splitlines()[0]})
             continue
-        res = robust_predictions(model, x, y, attack, xi=cfg["xi"])
+        res = robust_predictions(model, x, y, attack, xi=cfg["xi"], cfg=cfg)
         _sync(dev)
         rows.append({"attack": name, "label": "clean" if attack is None else attack_label(name, attack.settings, n),
                      "n": n, "acc_bare": 100 * res["bare"].float().mean().item(),
@@ -157,8 +151,27 @@ def run(out: Path, toy: bool = False, budget_s: float = 540.0, device: str = "au
     """All four stages; returns (and writes to out/gpu_check.json) the record of what ran and took how long."""
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    os.environ["TPAP_FIGURES"] = str(out / "figures")
-    os.environ.setdefault("TPAP_RUNS", str(out / "runs"))
+    env = {"TPAP_FIGURES": str(out / "figures"), "TPAP_RUNS": os.environ.get("TPAP_RUNS") or str(out / "runs")}
+    with _environment(env):
+        return _run(out, toy, budget_s, device, dataset, paper_epochs, n_tab2)
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """Set environment variables inside the block; the caller's values come back afterwards."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(out: Path, toy, budget_s, device, dataset, paper_epochs, n_tab2) -> dict:
     budget, dev = Budget(budget_s), get_device(device)
     wheels = add_wheels_to_path()
     rec = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -168,8 +181,6 @@ def run(out: Path, toy: bool = False, budget_s: float = 540.0, device: str = "au
         dict(dataset=dataset)
     paper = get_profile("paper", device=str(dev), **{k: v for k, v in toy_over.items() if k != "epochs"})
     gpu = get_profile("gpu", device=str(dev), **toy_over)
-    if fast_dtype(dev) != "bf16":
-        gpu["amp"] = None  # see fast_dtype
 
     def stage(name, need_s, fn):
         if budget.left() < need_s:
