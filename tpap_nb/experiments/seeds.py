@@ -13,6 +13,8 @@ from ..config import attack_eps, get_device, set_seed
 from ..data import load_dataset
 from ..evaluate import pgd20_attack, robust_accuracy
 from ..models import build_model
+from ..plots import git_commit
+from ..runtime import runtime_for
 from ..train import fit
 
 
@@ -45,23 +47,28 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
     if also_test:
         sets["test"] = full.test_batch(cfg["n_eval"])
     eps, out = attack_eps(cfg), []
+    rt = runtime_for(cfg, device)
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         set_seed(seed)
         train = data.subset(n_train=cfg["n_train"], seed=seed) if cfg.get("n_train") else data
         model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"]).to(device)
         history = fit(model, train, cfg | {"seed": seed, "eval_every": 0}, progress=progress)
         for name, (x, y) in sets.items():
-            x_pgd = pgd20_attack(model, cfg | {"seed": seed})(x, y)
-            bare = {k: 100 * robust_accuracy(model, a, y)["bare"]
-                    for k, a in {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": x_pgd}.items()}
+            with rt.attacking():
+                x_pgd = pgd20_attack(model, cfg | {"seed": seed})(x, y)
+                x_fgsm = fgsm(model, x, y, eps)
+            bare = {k: 100 * robust_accuracy(model, a, y, runtime=rt)["bare"]
+                    for k, a in {"clean": x, "fgsm": x_fgsm, "pgd20": x_pgd}.items()}
             for f in xi_fractions:
-                tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"])["tpap"] for k, a in
+                tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"], runtime=rt)["tpap"] for k, a in
                         {"clean": x, "pgd20": x_pgd}.items()}
                 out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": name, "n": len(y),
                             "n_train": len(train.y_train), "held_out": n if split == "validation" else 0,
                             "profile": cfg.get("profile"), "clean_bn_forward": bool(cfg.get("clean_bn_forward")),
                             "train_seconds": sum(h["train_seconds"] for h in history),
-                            "device": str(device), **{f"bare_{k}": v for k, v in bare.items()},
+                            "device": str(device), "runtime": rt.describe(), "precision": rt.precision,
+                            "attack_precision": rt.attack_precision, "commit": git_commit(),
+                            **{f"bare_{k}": v for k, v in bare.items()},
                             **{f"tpap_{k}": v for k, v in tpap.items()}})
     return out
 
@@ -113,13 +120,15 @@ def main(argv=None) -> None:
     ap.add_argument("--xi-fractions", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 1.0])
     ap.add_argument("--also-test", action="store_true",
                     help="with --split validation: measure the same networks on the test images too")
+    ap.add_argument("--precision", default=None, help="auto | float32 | bf16 (default: the profile's, auto)")
     ap.add_argument("--out", type=Path, required=True, help="JSON lines file (appended to)")
     a = ap.parse_args(argv)
-    cfg = get_profile(a.profile)
+    cfg = get_profile(a.profile, precision=a.precision)
+    precision = runtime_for(cfg).precision
     done = set()
     if a.out.exists():
         done = {(r["seed"], r["split"]) for r in map(json.loads, a.out.read_text().splitlines())
-                if r.get("profile") == a.profile}
+                if r.get("profile") == a.profile and r.get("precision", "float32") == precision}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:
         if (seed, a.split) in done:
@@ -129,8 +138,9 @@ def main(argv=None) -> None:
                           also_test=a.also_test)
         with a.out.open("a") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
-    records = [r for r in map(json.loads, a.out.read_text().splitlines()) if r.get("profile") == a.profile]
-    print(pd.DataFrame(records).drop(columns=["device"]).round(1).to_string(index=False))
+    records = [r for r in map(json.loads, a.out.read_text().splitlines()) if r.get("profile") == a.profile
+               and r.get("precision", "float32") == precision]
+    print(pd.DataFrame(records).drop(columns=["device", "runtime"], errors="ignore").round(1).to_string(index=False))
     records = [r for r in records if r["split"] == a.split]
     if a.split == "validation":
         try:
