@@ -1,0 +1,40 @@
+"""experiments.precision: the same images and attacks in float32 and bf16, compared image by image."""
+import json
+
+import tpap_nb as tp
+from tpap_nb.experiments import precision as P
+
+
+def test_float32_and_bf16_records_and_their_comparison(ro_model, test_xy):
+    x, y = test_xy
+    cfg = {"eps": 0.3, "attack_eps": 0.3, "xi": 0.15, "seed": 0}
+    records = P.measure(ro_model, x[:64], y[:64], cfg, attacks=("clean", "pgd20"))
+    assert [(r["attack"], r["precision"]) for r in records] == [
+        ("clean", "float32"), ("clean", "bf16"), ("pgd20", "float32"), ("pgd20", "bf16")]
+    assert "bf16 autocast" in records[1]["runtime"] and "float32" in records[0]["runtime"]
+    rows = P.compare(records)
+    for row in rows:
+        a, b = (r for r in records if r["attack"] == row["attack"])
+        for key in ("bare", "tpap"):
+            # a difference of accuracies is made of the images whose verdict differs
+            assert abs(row[f"diff_{key}"]) <= 100 * row[f"discordant_{key}"] / 64 + 1e-9
+            assert row[f"discordant_{key}"] == int((a[f"_{key}"] != b[f"_{key}"]).sum())
+        assert row["within_limit"] == (max(abs(row["diff_bare"]), abs(row["diff_tpap"])) <= P.LIMIT_POINTS)
+    pgd = {r["precision"]: r for r in records if r["attack"] == "pgd20"}
+    clean = {r["precision"]: r for r in records if r["attack"] == "clean"}
+    assert pgd["float32"]["acc_bare"] < clean["float32"]["acc_bare"]  # the attack ran
+
+
+def test_cli_on_a_checkpoint_appends_records(tmp_path, digits):
+    cfg = tp.get_profile("smoke", epochs=1, eval_every=0, width=4)
+    tp.set_seed(0)
+    model = tp.build_model("small_cnn", 10, 1, width=4)
+    ckpt = tmp_path / "m.pt"
+    tp.fit(model, digits.subset(n_train=128), cfg, ckpt=ckpt, progress=False)
+    out = tmp_path / "p.jsonl"
+    res = P.main(["--checkpoint", str(ckpt), "--n", "32", "--attacks", "clean,pgd20", "--eps", "76", "--xi", "38",
+                  "--out", str(out)])
+    lines = [json.loads(s) for s in out.read_text().splitlines()]
+    assert [r["kind"] for r in lines] == ["accuracy"] * 4 + ["comparison"] * 2
+    assert all(r["checkpoint"] == "m.pt" and r["dataset"] == "digits" for r in lines)
+    assert len(res["comparison"]) == 2
