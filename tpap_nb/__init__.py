@@ -9,7 +9,8 @@ from .config import __version__, get_device, get_profile, set_seed
 from .data import DatasetUnavailable, load_dataset
 from .models import build_model, eval_mode
 from .purify import TPAP, purify
-from .train import CheckpointError, fit, get_or_train, load_model, robust_overfitting_test
+from .runs import get_or_train
+from .train import CheckpointError, fit, load_model, robust_overfitting_test
 
 __all__ = ["TPAP", "CheckpointError", "DatasetUnavailable", "__version__", "build_model", "eval_mode", "fit",
            "get_device", "get_or_train", "get_profile", "load_dataset", "load_model", "purify",

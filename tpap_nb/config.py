@@ -27,7 +27,7 @@ PROFILES: dict[str, dict] = {
         n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
         pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2,
-        **RUNTIME_AUTO, clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep",
+        **RUNTIME_AUTO, clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
         benchmark_extras=True,
     ),
     "quick": dict(
@@ -36,7 +36,7 @@ PROFILES: dict[str, dict] = {
         n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
         pgd_alpha=0.075, pgd_steps=5, beta=6.0,
         n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, **RUNTIME_AUTO,
-        clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep",
+        clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
         benchmark_extras=True,
     ),
     "paper": dict(
@@ -46,7 +46,7 @@ PROFILES: dict[str, dict] = {
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
         sweep_epochs=150,
-        **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep",
+        **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
         benchmark_extras=True,
     ),
     # CIFAR-10 on a 2-core CPU (issue 11): the best setting the search found (docs/cifar-search.md), NOT
@@ -60,7 +60,7 @@ PROFILES: dict[str, dict] = {
         n_train=5000, n_eval=500, eval_every=4, device="auto", seed=0,
         pgd_alpha=3 / 255, pgd_steps=3, beta=6.0,
         n_attack=100, n_adaptive=50, baselines="pgd", sweep_epochs=4, **RUNTIME_AUTO,
-        clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep",
+        clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
         benchmark_extras=False,
     ),
     # UNMEASURED: a reasoned guess until a GPU has run it (docs/gpu.md). The paper's network, data,
@@ -72,7 +72,7 @@ PROFILES: dict[str, dict] = {
         n_train=None, n_eval=1000, eval_every=2, device="auto", seed=0,
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20,
-        **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep",
+        **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
         benchmark_extras=True,
     ),
 }
@@ -103,6 +103,7 @@ PROFILE_STATUS = {
 # attack_eps: the radius of every test attack (evaluation, benchmark, notebooks); None: eps, the
 # training radius, as the profile sets it. `paper` on CIFAR-100 trains FGSM-RO at 12/255 and
 # attacks at 8/255 (the authors' scripts); xi is the third, separate radius.
+# retrain: train even where a shipped checkpoint (checkpoints/, tpap_nb.runs) matches the settings.
 # benchmark_extras: notebook 03 trains TPAP*, the Tab. 7 models and the Fig. 5 sweep unless told
 # otherwise (off on `cifar`: each is another CPU training run of tens of minutes).
 # schedule: None (the profile's epochs and milestones) or "authors": the epochs and milestones of
@@ -160,7 +161,7 @@ SETTING_TYPES = {
     "n_adaptive": int, "baselines": str, "sweep_epochs": int, "precision": str, "attack_precision": str,
     "memory_format": str, "threads": int, "compile": (bool, str), "clean_bn_forward": bool, "attack_eps": float,
     "schedule": str,
-    "benchmark_extras": bool, "lr_schedule": str,
+    "benchmark_extras": bool, "lr_schedule": str, "retrain": bool,
 }
 NULLABLE = {"width", "n_train", "threads", "attack_eps", "schedule"}
 # Settings that take one of a few words.

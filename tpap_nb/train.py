@@ -21,11 +21,9 @@ from .config import (
     RUN_DEFAULTS,
     __version__,
     attack_eps,
-    get_device,
     runs_root,
-    set_seed,
 )
-from .data import Dataset, batches, load_dataset, to_float
+from .data import Dataset, batches, to_float
 from .evaluate import pgd20_attack, robust_accuracy
 from .models import build_model
 from .runtime import Runtime, runtime_for
@@ -366,36 +364,19 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
             history.append(rec)
             if ckpt is not None:
                 save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
-        last = history[-1] if history else {}
-        asked = eval_settings(cfg) if cfg["eval_every"] else {}
-        if "test_clean" in last and any(last.get(k, v) != v for k, v in asked.items()):
-            # A reused checkpoint evaluated with another xi / attack eps / n / precision: its final epoch is
-            # measured again with the settings asked for (the checkpoint keeps its own record).
-            print(f"{Path(ckpt).name if ckpt else 'run'}: final epoch re-evaluated with {asked} "
-                  f"(it was evaluated with { {k: last.get(k) for k in asked} }).")
-            history = [*history[:-1], last | evaluate_epoch(model, data, cfg)]
+        history = reevaluated(model, data, cfg, history, Path(ckpt).name if ckpt else "run")
     model.eval()
     model.meta = meta
     return history
 
 
-def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: Dataset | None = None):
-    """The checkpoint for (profile settings, recipe): loaded when complete, else trained or resumed.
-
-    Returns (model, history, data). Each notebook calls this, so it also runs alone.
-    """
-    cfg = recipe_config(cfg, recipe)
-    device = get_device(cfg.get("device", "auto"))
-    if data is None:
-        data = load_dataset(cfg["dataset"])
-        if cfg.get("n_train"):
-            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
-    data = data.to(device)
-    path = checkpoint_path(cfg)
-    set_seed(cfg["seed"])
-    # A pretrained model needs its download only when no checkpoint will replace the weights.
-    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width"),
-                        pretrained=not path.exists()).to(device)
-    history = fit(model, data, cfg, ckpt=path, progress=progress)
-    model.checkpoint = path
-    return model, history, data
+def reevaluated(model: nn.Module, data: Dataset, cfg: dict, history: list[dict], name: str) -> list[dict]:
+    """`history` with its final epoch measured again where it was evaluated with another xi, attack eps, n or
+    precision than cfg asks for (a reused checkpoint); the checkpoint keeps its own record."""
+    last = history[-1] if history else {}
+    asked = eval_settings(cfg) if cfg.get("eval_every") else {}
+    if "test_clean" not in last or all(last.get(k, v) == v for k, v in asked.items()):
+        return history
+    print(f"{name}: final epoch re-evaluated with {asked} (it was evaluated with { {k: last.get(k) for k in asked} }).")
+    with runtime_for(cfg, next(model.parameters()).device).scope():
+        return [*history[:-1], last | evaluate_epoch(model, data, cfg)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from tqdm.auto import tqdm
 
 from ..config import attack_eps
-from ..train import get_or_train, robust_overfitting_test
+from ..runs import get_or_train
+from ..train import robust_overfitting_test
 
 LEVERS = ("training eps", "batch size", "learning rate")  # the panels, in Sec. 4.2's words
 

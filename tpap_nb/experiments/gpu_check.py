@@ -36,7 +36,8 @@ from ..data import load_dataset
 from ..evaluate import profile_overrides, robust_predictions
 from ..models import build_model
 from ..plots import plot_history, save_figure
-from ..train import fit, get_or_train
+from ..runs import get_or_train
+from ..train import fit
 from .bench import Shape, Timing, compare
 
 TAB2_ATTACKS = ("clean", "fgsm", "pgd20", "aa")

@@ -17,7 +17,7 @@ from .. import models as _models
 from ..config import CALTECH, PROFILES, data_root
 from ..data import CALTECH_URL, Dataset, load_caltech101
 from ..evaluate import robust_accuracy, run_attacks
-from ..train import get_or_train
+from ..runs import get_or_train
 
 TEST_EPS = 8 / 255  # Tab. 3's attacks
 
