@@ -1,12 +1,13 @@
 """CIFAR-10 probe runs for the `cifar` profile search (issue 11): one setting per call, logged as JSON lines.
 
-Usage: python scripts/cifar_probe.py --summarize RUNS_DIR OUT.jsonl   (table of all probes so far)
-       python scripts/cifar_probe.py --tag NAME --data DIR --model small_cnn --width 64 --n-train 10000 \
-         --epochs 40 --milestones 30 --lr 0.05 --eps 8 [--xi 8] [--seed 0] --log docs/probes/cifar.jsonl
+Usage: python scripts/cifar_probe.py --summarize docs/cifar-trials.jsonl runs/probes   (the table of all trials)
+       python scripts/cifar_probe.py --tag NAME --model resnet18 --width 16 --epochs 16 --eps 16 \
+         --lr 0.2 --lr-schedule onecycle --wd 5e-4 [--attack-eps 8] [--xi 8] [--seed 0]
 
 Each run trains FGSM-AT exactly as Algorithm 1 (eval-mode FGSM, no random start, alpha = eps) with the
 kit's own `fit`, checkpointing every epoch (a killed probe resumes), and evaluates on a class-mixed
-validation split carved from the *training* images (never the test images the README reports).
+validation split carved from the *training* images every epoch; after the last epoch it measures the
+first --n-test test images once (clean, FGSM, PGD-20, TPAP), and appends everything to the log.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tpap_nb import build_model, load_dataset, set_seed  # noqa: E402
 from tpap_nb.data import Dataset  # noqa: E402
+from tpap_nb.plots import git_commit  # noqa: E402
 from tpap_nb.runtime import runtime_for  # noqa: E402
 from tpap_nb.train import evaluate_epoch, fit  # noqa: E402
 
@@ -40,46 +42,73 @@ def split_validation(data: Dataset, n_train: int | None, n_val: int, seed: int) 
 
 
 def overfits(h: dict) -> bool:
-    """Issue 11's target on the validation split: PGD-20 <= 10 % while FGSM >= clean - 10 points."""
+    """Issue 18's target on the validation split: PGD-20 <= 10 % while FGSM >= clean - 10 points."""
     return h["test_pgd20"] <= 0.10 and h["test_fgsm"] >= h["test_clean"] - 0.10
 
 
-def first_overfit(evals: list[dict]) -> str:
-    hit = [h["epoch"] for h in evals if overfits(h)]
-    return f"yes, epoch {hit[0]}" if hit else "no"
+def collapse(evals: list[dict]) -> str:
+    """The first evaluated epoch that overfits and how many of the later ones still do."""
+    hit = [i for i, h in enumerate(evals) if overfits(h)]
+    if not hit:
+        return "no"
+    first, after = hit[0], len(evals) - hit[0]
+    return f"yes, epoch {evals[first]['epoch']} ({len(hit)} of the {after} epochs from there)"
 
 
-def summarize(folder: Path, out: Path) -> str:
-    """Per-epoch records of every probe checkpoint in `folder` -> JSON lines in `out`; a markdown table back."""
+def _pct(v) -> str:
+    return f"{100 * v:.1f}"
+
+
+def trial_row(tag: str, args: dict, history: list[dict], test: dict | None, status: str) -> str:
     import statistics
 
-    rows, lines = [], []
-    for ckpt in sorted(Path(folder).glob("*.pt")):
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        m, hist = state["meta"], state["history"]
-        evals = [h for h in hist if "test_clean" in h]
-        for h in evals:
-            rows.append({"tag": ckpt.stem, **{k: m.get(k) for k in ("model", "width", "n_train", "eps", "epochs", "lr",
-                                                                   "milestones", "batch_size", "weight_decay", "seed")},
-                         **h})
-        if not evals:
+    evals = [h for h in history if "test_clean" in h]
+    last = evals[-1] if evals else {}
+    sec = statistics.median(h["train_seconds"] for h in history) if history else float("nan")
+    sched = (f"one-cycle to {args['lr']}" if args.get("lr_schedule") == "onecycle"
+             else f"{args['lr']}, x0.1 at {args.get('milestones') or '-'}")
+    cells = [tag, f"{args['model']} w{args['width']}", str(args.get("n_train_used", args.get("n_train") or "")),
+             f"{args['eps']:g} / {args['attack_eps']:g}", f"{sched}, wd {args['wd']:g}, bs {args['bs']}"
+             + (", clean BN" if args.get("clean_bn") else ""),
+             f"{len(history)} of {args['epochs']}", f"{sec:.0f}"]
+    if last:
+        cells += [" / ".join(_pct(last[f"train_{k}"]) for k in ("clean", "fgsm", "pgd20")),
+                  " / ".join(_pct(last[f"test_{k}"]) for k in ("clean", "fgsm", "pgd20")),
+                  " / ".join(_pct(last[f"tpap_{k}"]) for k in ("clean", "pgd20"))]
+    else:
+        cells += ["-", "-", "-"]
+    cells.append(" / ".join(_pct(test[k]) for k in ("test_clean", "test_fgsm", "test_pgd20", "tpap_clean",
+                                                     "tpap_pgd20")) if test else "-")
+    cells += [collapse(evals), status]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEAD = ("| trial | network | train images | train / attack eps (/255) | schedule | epochs | s/epoch | "
+        "last epoch train clean / FGSM / PGD-20 | val clean / FGSM / PGD-20 | TPAP val clean / PGD-20 | "
+        "test (1,000) clean / FGSM / PGD-20 / TPAP clean / TPAP PGD-20 | overfits FGSM on val | status |\n|"
+        + "---|" * 13)
+
+
+def summarize(log: Path, runs: Path) -> str:
+    """The markdown table of every trial: finished ones from the log, stopped ones from their checkpoints."""
+    rows, seen = [], set()
+    for line in log.read_text().splitlines() if log.exists() else []:
+        r = json.loads(line)
+        key = f"{r['tag']}-s{r['args']['seed']}"
+        seen.add(key)
+        args = r["args"] | {"n_train_used": r.get("n_train_used", "")}
+        rows.append(trial_row(key, args, r["history"], r.get("test"), "done"))
+    for ckpt in sorted(Path(runs).glob("*.pt")):
+        if ckpt.stem in seen:
             continue
-        last = evals[-1]
-        sec = statistics.median(h["train_seconds"] for h in hist)
-        lines.append(
-            f"| {ckpt.stem} | {m['model']} w{m['width']} | {m['n_train']} | {m['eps'] * 255:.0f}/255 | "
-            f"{m['lr']}, x0.1 at {','.join(map(str, m['milestones'])) or '-'} | "
-            f"{len(hist)} of {m['epochs']} | {sec:.0f} | "
-            f"{100 * last['train_clean']:.0f} / {100 * last['train_fgsm']:.0f} / {100 * last['train_pgd20']:.0f} | "
-            f"{100 * last['test_clean']:.0f} / {100 * last['test_fgsm']:.0f} / {100 * last['test_pgd20']:.0f} | "
-            f"{100 * last['tpap_clean']:.0f} / {100 * last['tpap_pgd20']:.0f} | "
-            f"{first_overfit(evals)} |")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    head = ("| run | network | train images | eps = xi | lr, drop | epochs run | s/epoch | "
-            "train clean / FGSM / PGD-20 | val clean / FGSM / PGD-20 | TPAP val clean / PGD-20 | overfits FGSM |\n|"
-            + "---|" * 11)
-    return "\n".join([head, *lines])
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        m = state["meta"]
+        args = {"model": m["model"], "width": m["width"], "n_train": m["n_train"], "eps": round(m["eps"] * 255, 2),
+                "attack_eps": round((m.get("attack_eps") or m["eps"]) * 255, 2), "lr": m["lr"],
+                "lr_schedule": m.get("lr_schedule"), "milestones": m["milestones"], "wd": m["weight_decay"],
+                "bs": m["batch_size"], "clean_bn": m.get("clean_bn_forward"), "epochs": m["epochs"]}
+        rows.append(trial_row(ckpt.stem, args, state["history"], None, "stopped (resumable)"))
+    return "\n".join([HEAD, *rows])
 
 
 def main(argv=None):
@@ -133,8 +162,9 @@ def main(argv=None):
     log = Path(a.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
-        f.write(json.dumps({"tag": a.tag, "args": vars(a), "runtime": rt.record(), "history": history,
-                            "test": test, "n_test": a.n_test, "wall_seconds": time.time() - t0}) + "\n")
+        f.write(json.dumps({"tag": a.tag, "args": vars(a), "n_train_used": len(train.y_train), "runtime": rt.record(),
+                            "commit": git_commit(), "history": history, "test": test, "n_test": a.n_test,
+                            "wall_seconds": time.time() - t0}) + "\n")
 
 
 if __name__ == "__main__":
