@@ -7,11 +7,14 @@ of TPAP, the attack's success on the bare model, the fraction of inputs it retur
 (x_adv == x: a minimal-norm attack's failures) and of all-zero images (`sta_advertorch`'s
 failures), TPAP's accuracy on the same clean inputs, n, seconds, the implementation that ran and
 its label (`attack_label`: steps, step size, restarts / queries, n). Records are appended to
-runs/results/records.jsonl and reused: a rerun skips what was computed for the same checkpoint,
-attack settings, n and xi.
+runs/results/records.jsonl and reused: a rerun skips what was computed for the same weights (a digest of
+the model's state), examples (a digest of x and y), attack settings, xi, seed, attack precision, device
+type, and code (the kit's version and a digest of the modules an attack result depends on), so a fixed
+attack or other examples never return an old number.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -23,8 +26,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks.registry import Attack, attack_info, attack_label, attack_settings, build_attack
-from .checks import check_images, check_labels
-from .config import attack_eps, runs_root
+from .checks import check_images, check_labels, check_model_input, check_radius, inputs_checked
+from .config import __version__, attack_eps, runs_root
 from .models import eval_mode
 from .purify import purify_with_pred
 from .runtime import Runtime, runtime_for
@@ -50,30 +53,38 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, confidence
 
 def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: AttackFn | None = None,
                        xi: float | None = None, batch_size: int = 512, cfg: dict | None = None,
-                       runtime: Runtime | None = None) -> dict[str, torch.Tensor]:
+                       runtime: Runtime | None = None, allow_negative_xi: bool = False) -> dict[str, torch.Tensor]:
     """Per-example correctness on the bare model and after purification.
 
     The paper's protocol: x_adv = attack(x, y) is crafted on the bare model, then purified
     (Eq. 7-9). Returns bool tensors 'bare' and, when xi is given, 'tpap'. Attack, purification and
     classification run in the attack precision of `runtime` (default: `runtime_for(cfg)`, "auto").
+    x, y, xi and the model are checked once here; each attack's output once per batch.
     """
-    check_labels(y, len(y))
+    if xi is not None:
+        xi = check_radius(xi, "xi", allow_negative=allow_negative_xi)
+    check_images(x)
+    y = check_labels(y, len(x)).to(x.device)
+    check_model_input(model, x)
     rt = runtime if runtime is not None else runtime_for(cfg or {}, x.device)
     bare, tpap = [], []
     with eval_mode(model), rt.attacking():
+        if len(x):
+            with torch.no_grad():
+                check_labels(y, len(y), model(rt.inputs(x[:1])).shape[1])
         for xb, yb in _batched(rt.inputs(x), y, batch_size):
-            x_adv = attack(xb, yb) if attack is not None else xb
-            check_images(x_adv)
-            if xi is None:
-                with torch.no_grad():
-                    logits = model(x_adv)
-                y_pred = logits.argmax(1)
+            if attack is not None:
+                x_adv = check_images(attack(xb, yb), "attack(x, y)")
             else:
-                x_pur, y_pred = purify_with_pred(model, x_adv, xi)  # its forward is the bare prediction
-                with torch.no_grad():
-                    logits = model(x_pur)
-                tpap.append(logits.argmax(1) == yb)
-            check_labels(yb, len(yb), logits.shape[1])
+                x_adv = xb
+            with inputs_checked():
+                if xi is None:
+                    with torch.no_grad():
+                        y_pred = model(x_adv).argmax(1)
+                else:
+                    x_pur, y_pred = purify_with_pred(model, x_adv, xi)  # its forward is the bare prediction
+                    with torch.no_grad():
+                        tpap.append(model(x_pur).argmax(1) == yb)
             bare.append(y_pred == yb)
     out = {"bare": torch.cat(bare) if bare else torch.zeros(0, dtype=torch.bool)}
     if xi is not None:
@@ -81,9 +92,10 @@ def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attac
     return out
 
 
-def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512, cfg=None, runtime=None) -> dict[str, float]:
+def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512, cfg=None, runtime=None,
+                    allow_negative_xi: bool = False) -> dict[str, float]:
     """Accuracy (fraction) of the bare model and of TPAP on attack(x, y); see robust_predictions."""
-    correct = robust_predictions(model, x, y, attack, xi, batch_size, cfg, runtime)
+    correct = robust_predictions(model, x, y, attack, xi, batch_size, cfg, runtime, allow_negative_xi)
     return {k: v.float().mean().item() for k, v in correct.items()}
 
 
@@ -141,24 +153,64 @@ def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """A digest of tensors' shapes, dtypes and bytes (what a cached result was computed from)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        t = t.detach()
+        h.update(f"{tuple(t.shape)} {t.dtype};".encode())
+        if t.numel():
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A digest of the model's state (weights and buffers): the content of the checkpoint it came from."""
+    state = model.state_dict()
+    return _key(sorted(state), tensor_digest(*state.values()))
+
+
+@functools.cache
+def code_digest() -> str:
+    """The kit's version and a digest of the modules an attack's result depends on."""
+    here = Path(__file__).parent
+    files = sorted((here / "attacks").glob("*.py")) + [here / f for f in
+                                                       ("checks.py", "evaluate.py", "models.py", "purify.py",
+                                                        "runtime.py")]
+    h = hashlib.sha1(__version__.encode())
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
 def _pct(mask: torch.Tensor) -> float:
     return 100 * mask.float().mean().item()
 
 
 def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgsm",
-                overrides: dict | None = None, store: Path | None = None, progress: bool = True) -> list[dict]:
-    """Accuracy of the bare model and of TPAP(model, xi) on each attack, as cached tidy records."""
+                overrides: dict | None = None, store: Path | None = None, progress: bool = True,
+                allow_negative_xi: bool = False) -> list[dict]:
+    """Accuracy of the bare model and of TPAP(model, xi) on each attack, as cached tidy records.
+
+    A record is reused only when everything it was computed from is the same (module docstring).
+    """
+    xi = check_radius(xi, "xi", allow_negative=allow_negative_xi)
+    check_images(x)
+    y = check_labels(y, len(x)).to(x.device)
+    check_model_input(model, x)
     store = store or records_path()
     rt = runtime_for(cfg, x.device)
     cached = {r["key"]: r for r in load_records(store)}
     ckpt = Path(getattr(model, "checkpoint", "")).stem or "in-memory"
     meta = getattr(model, "meta", {}) or {}
+    what = None if ckpt == "in-memory" else (weights_digest(model), tensor_digest(x, y), code_digest(),
+                                               x.device.type, str(torch.__version__))
     out = []
     for name in tqdm(attacks, desc="attacks", disable=not progress):
         over = profile_overrides(name, cfg) | (overrides or {}).get(name, {})
         settings = attack_settings(name, **over)
-        key = _key(ckpt, name, settings, len(y), xi, cfg.get("seed"), rt.attack_precision)
-        if key in cached and ckpt != "in-memory":
+        key = _key(ckpt, name, settings, len(y), xi, cfg.get("seed"), rt.attack_precision, what)
+        if key in cached and what is not None:
             out.append(cached[key])
             continue
         t0 = time.perf_counter()
@@ -166,10 +218,10 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
             x_adv = build_attack(name, model, **over)(rt.inputs(x), y)
         t_attack = time.perf_counter() - t0
         t1 = time.perf_counter()
-        correct = robust_predictions(model, x_adv, y, xi=xi, runtime=rt)
+        correct = robust_predictions(model, x_adv, y, xi=xi, runtime=rt, allow_negative_xi=allow_negative_xi)
         bare, tpap = correct["bare"], correct["tpap"]
         seconds_purify = time.perf_counter() - t1
-        tpap_clean = robust_predictions(model, x, y, xi=xi, runtime=rt)["tpap"]
+        tpap_clean = robust_predictions(model, x, y, xi=xi, runtime=rt, allow_negative_xi=allow_negative_xi)["tpap"]
         same = (x_adv == x).flatten(1).all(1)
         zero = (x_adv == 0).flatten(1).all(1) & ~(x == 0).flatten(1).all(1)
         rec = {"key": key, "checkpoint": ckpt, "dataset": meta.get("dataset", cfg.get("dataset")),
@@ -182,9 +234,10 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
                "unchanged": _pct(same), "zero_images": _pct(zero), "acc_tpap_clean": _pct(tpap_clean),
                "acc_tpap_changed": _pct(tpap[~same]) if (~same).any() else None,
                "acc_tpap_unchanged": _pct(tpap[same]) if same.any() else None,
-               "seconds_attack": t_attack, "seconds_purify": seconds_purify, "precision": rt.attack_precision}
+               "seconds_attack": t_attack, "seconds_purify": seconds_purify, "precision": rt.attack_precision,
+               "code": code_digest()}
         out.append(rec)
-        if ckpt != "in-memory":
+        if what is not None:
             store.parent.mkdir(parents=True, exist_ok=True)
             with store.open("a") as f:
                 f.write(json.dumps(rec) + "\n")

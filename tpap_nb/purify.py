@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_images
+from .checks import check_images, check_model_input, check_radius
 from .models import eval_mode
 
 GRADS = ("bpda", "smooth", "exact")
@@ -60,9 +60,15 @@ def purify_with_pred(model: nn.Module, x: torch.Tensor, xi: float, grad: str | N
     return x_pur, y_pred.detach()
 
 
-def purify(model: nn.Module, x: torch.Tensor, xi: float = 8 / 255) -> torch.Tensor:
-    """Eq. 7-8: x_pur = clip(x + xi * sign(grad_x CE(f(x), y_pred(x))), 0, 1), in eval mode."""
+def purify(model: nn.Module, x: torch.Tensor, xi: float = 8 / 255, allow_negative_xi: bool = False) -> torch.Tensor:
+    """Eq. 7-8: x_pur = clip(x + xi * sign(grad_x CE(f(x), y_pred(x))), 0, 1), in eval mode.
+
+    xi is a radius in pixel units in [0, 1]; a negative xi (a step towards the predicted label) only with
+    allow_negative_xi=True.
+    """
+    check_radius(xi, "xi", allow_negative=allow_negative_xi)
     check_images(x)
+    check_model_input(model, x)
     with eval_mode(model):
         return purify_with_pred(model, x, xi)[0]
 
@@ -72,17 +78,19 @@ class TPAP(nn.Module):
 
     Works under ``torch.no_grad()`` callers and always runs ``model`` in eval mode;
     the model's weights and mode are left as they were. Gradients do not flow
-    through this module to x in a useful way (sign has zero derivative); use
-    ``tpap_nb.experiments.adaptive`` for attacks that target the whole pipeline.
+    through this module to x (sign has zero derivative; the purification detaches x), so the
+    registry's attacks refuse it; use ``tpap_nb.experiments.adaptive.DefendedClassifier`` for attacks
+    that target the whole pipeline. xi is checked once, here (allow_negative_xi as in `purify`).
     """
 
-    def __init__(self, model: nn.Module, xi: float = 8 / 255):
+    def __init__(self, model: nn.Module, xi: float = 8 / 255, allow_negative_xi: bool = False):
         super().__init__()
         self.model = model
-        self.xi = float(xi)
+        self.xi = check_radius(xi, "xi", allow_negative=allow_negative_xi)
+        self.allow_negative_xi = allow_negative_xi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_pur = purify(self.model, x, self.xi)
+        x_pur = purify(self.model, x, self.xi, self.allow_negative_xi)
         with eval_mode(self.model):
             return self.model(x_pur)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_images, label_error
+from ..checks import check_count, check_images, check_labels, check_model_input, check_radius, label_error
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
@@ -34,7 +34,10 @@ def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255) -> torch.Tensor:
     """Eq. 1-2: x_adv = clip(x + eps * sign(grad_x CE(f(x), y)), 0, 1), no random start."""
+    check_radius(eps, "eps")
     check_images(x)
+    y = check_labels(y, len(x))
+    check_model_input(model, x)
     return (x.detach() + eps * _input_grad(model, x, y).sign()).clamp(0, 1)
 
 
@@ -44,7 +47,8 @@ def pgd_loop(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, loss: Calla
     """`steps` L-inf PGD steps from x_adv: x_adv <- Proj_{|. - x| <= eps, [0, 1]}(x_adv + alpha sign grad loss).
 
     `loss(logits)` is the scalar to increase. `observe(x_adv, logits)`, when given, sees every
-    iterate with its logits, the last one included (one more forward pass).
+    iterate with its logits, the last one included (one more forward pass). No checks here: the callers
+    (`pgd`, TRADES, the adaptive PGD) check their inputs once, before the loop.
     """
     x = x.detach()
     for step in range(steps + (observe is not None)):
@@ -78,7 +82,12 @@ def pgd(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """L-inf PGD on CE(f(x), y): `steps` signed-gradient steps of size alpha, projected on the eps-ball and [0, 1]."""
+    check_radius(eps, "eps")
+    check_radius(alpha, "alpha")
+    check_count(steps, "steps", minimum=0)
     check_images(x)
+    y = check_labels(y, len(x))
+    check_model_input(model, x)
     x = x.detach()
     x_adv = uniform_start(x, eps, generator) if random_start else x.clone()
     return pgd_loop(model, x, x_adv, lambda logits: cross_entropy(logits, y), eps, alpha, steps)

@@ -50,7 +50,17 @@ from importlib import metadata
 import torch
 import torch.nn as nn
 
-from ..checks import check_images, check_labels, import_torchattacks
+from ..checks import (
+    check_count,
+    check_images,
+    check_labels,
+    check_model_input,
+    check_radius,
+    check_real,
+    check_seed,
+    import_torchattacks,
+    inputs_checked,
+)
 from ..models import eval_mode
 from .base import fgsm, pgd
 from .cw import cw_l2
@@ -190,9 +200,73 @@ def attack_settings(name: str, **overrides) -> dict:
             f"Unknown setting(s) {unknown} for attack {name!r}; valid settings: {', '.join(sorted(valid))}."
         )
     cfg = {**valid, **overrides}
-    if int(cfg["batch_size"]) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {cfg['batch_size']}.")
+    for key, value in cfg.items():
+        _check_setting(name, key, value)
     return cfg
+
+
+def _flag(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} = {value!r} is a {type(value).__name__}; it must be True or False.")
+
+
+def _choice(*options):
+    def check(value, name):
+        if value not in options:
+            raise ValueError(f"{name} = {value!r}: choose one of {options}.")
+    return check
+
+
+def _real(low=None, high=None, low_open=False, high_open=False, what=""):
+    return lambda value, name: check_real(value, name, low, high, low_open, high_open, what)
+
+
+def _count(minimum=1):
+    return lambda value, name: check_count(value, name, minimum)
+
+
+# How each setting of the registry is checked when an attack is built (attack_settings): radii and step
+# sizes in pixel units of [0, 1], counts whole numbers >= 1, the other constants finite and in range.
+SETTING_CHECKS = {
+    "eps": check_radius, "alpha": check_radius,
+    "steps": _count(), "binary_search_steps": _count(), "search_steps": _count(), "dual_steps": _count(),
+    "max_iterations": _count(), "n_queries": _count(), "batch_size": _count(), "kernel_size": _count(),
+    "len_kernel": _count(), "image_resize": _count(2),
+    "seed": lambda value, name: check_seed(value, name),
+    "levels": lambda value, name: None if value is None else check_count(value, name, 2),
+    "c": _real(0, low_open=True, what="the initial CW constant"), "kappa": _real(0, what="a logit margin"),
+    "lr": _real(0, low_open=True, what="Adam's step size"),
+    "gamma": _real(0, low_open=True, what="DDN's norm step / FWA's entropic regulariser"),
+    "init_norm": _real(0, low_open=True, what="an L2 norm"), "budget": _real(0, low_open=True, what="an L2 norm"),
+    "tau": _real(0, what="a flow-smoothness weight"), "decay": _real(0, what="a momentum factor"),
+    "nsig": _real(0, low_open=True, what="the Gaussian's extent in sigmas"),
+    "resize_rate": _real(1, low_open=True, what="the padded size / the image size"),
+    "diversity_prob": _real(0, 1, what="a probability"), "prob": _real(0, 1, what="a probability"),
+    "confidence": _real(0, what="a logit margin"), "initial_const": _real(0, what="the flow penalty constant"),
+    "max_flow": _real(0, what="a flow bound in pixels"),
+    "random_start": _flag, "resize_back": _flag,
+    "norm": _choice("Linf", "L2"), "version": _choice("standard"),
+}
+# Where an attack's setting means something else than SETTING_CHECKS says.
+ATTACK_SETTING_CHECKS = {
+    ("sta", "tau"): _real(0, low_open=True, what="the initial flow-smoothness weight of the search over tau"),
+    ("sta_flow1", "alpha"): lambda value, name: None if value is None else check_real(
+        value, name, 0, what="a flow step in pixels (None: max_flow / 4)"),
+    ("fwa", "gamma"): _real(0, low_open=True, what="the entropic regulariser"),
+    ("ddn", "gamma"): _real(0, 1, low_open=True, high_open=True, what="the norm's relative step"),
+    ("ddn_l2", "gamma"): _real(0, 1, low_open=True, high_open=True, what="the norm's relative step"),
+}
+
+
+def _check_setting(attack: str, key: str, value) -> None:
+    """Refuse a wrong type or an out-of-range value of one setting, naming it (radii: did you mean N/255?)."""
+    check = ATTACK_SETTING_CHECKS.get((attack, key)) or SETTING_CHECKS.get(key)
+    if check is None:
+        return
+    try:
+        check(value, key)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"Attack {attack!r}: {err}") from None
 
 
 def radius(eps: float) -> str:
@@ -276,30 +350,44 @@ class Attack:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        check_labels(y, len(x))
-        x, y = x.detach(), y.to(x.device)
+        y = check_labels(y, len(x)).to(x.device)
+        check_model_input(self.model, x)
+        x = x.detach()
         with eval_mode(self.model):
             if len(x):
-                with torch.no_grad():
-                    check_labels(y, len(x), self.model(x[:1]).shape[1])
+                check_labels(y, len(x), self._probe(x[:1]))
             seed = int(self.settings["seed"])
             devices = [x.device] if x.is_cuda else []
-            try:
-                with torch.enable_grad(), torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(seed)  # torch's global stream: TI-DIM, DDN, torchattacks
-                    generator = torch.Generator().manual_seed(seed)  # PGD's start, DIM's diversity
-                    size = int(self.settings["batch_size"])
-                    parts = [self._run(x[i:i + size], y[i:i + size], generator) for i in range(0, len(x), size)]
-            except RuntimeError as err:
-                if "does not require grad" not in str(err):
-                    raise
-                raise RuntimeError(
-                    f"Attack {self.name!r} needs the gradient of the logits w.r.t. x, but the logits of "
-                    f"{type(self.model).__name__} do not depend on x through autograd (TPAP's purification "
-                    "detaches x). Attack the undefended model and purify afterwards, as the paper does "
-                    "(Sec. 4.1.3), or use tpap_nb.experiments.adaptive for attacks through the purifier."
-                ) from err
+            with torch.enable_grad(), torch.random.fork_rng(devices=devices), inputs_checked():
+                torch.manual_seed(seed)  # torch's global stream: TI-DIM, DDN, torchattacks
+                generator = torch.Generator().manual_seed(seed)  # PGD's start, DIM's diversity
+                size = int(self.settings["batch_size"])
+                parts = [self._run(x[i:i + size], y[i:i + size], generator) for i in range(0, len(x), size)]
         return torch.cat(parts) if parts else x.clone()
+
+    def _probe(self, x1: torch.Tensor) -> int:
+        """The model's class count, from one example; refuses a model whose logits have no gradient w.r.t. x.
+
+        Every attack of the registry follows grad_x of the logits. Without one (TPAP's purification
+        detaches x; frozen or not, its weights make no path back to x) an attack would raise torch's
+        autograd error or, worse, return x unchanged (cw2: counted as robust).
+        """
+        with torch.enable_grad():
+            x1 = x1.clone().requires_grad_(True)
+            logits = self.model(x1)
+            grad = None
+            if logits.requires_grad:
+                (grad,) = torch.autograd.grad(logits.float().sum(), x1, allow_unused=True)
+        if grad is None:
+            raise RuntimeError(
+                f"Attack {self.name!r} needs the gradient of the logits w.r.t. x, but the logits of "
+                f"{type(self.model).__name__} do not depend on x through autograd (TPAP's purification "
+                "detaches x, and its sign step has no useful gradient). Attack the undefended model and purify "
+                "afterwards, as the paper does (Sec. 4.1.3; evaluate.run_attacks), or attack the whole pipeline "
+                "through a backward pass made for it: tpap_nb.experiments.adaptive.DefendedClassifier(model, xi, "
+                "grad='bpda') (or 'exact', 'smooth'), as notebook 07 does."
+            )
+        return logits.shape[1]
 
 
 def build_attack(name: str, model: nn.Module, **settings) -> Attack:

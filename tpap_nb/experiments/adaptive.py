@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..attacks.base import cross_entropy, pgd, pgd_loop, uniform_start
 from ..attacks.registry import AA_TARGETS, attack_settings, autoattack
-from ..checks import check_images, check_labels, import_torchattacks
+from ..checks import check_images, check_labels, check_model_input, check_radius, import_torchattacks, inputs_checked
 from ..models import eval_mode
 from ..purify import GRADS, purify_with_pred
 
@@ -96,7 +96,7 @@ class DefendedClassifier(BareClassifier):
             raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
         if tau <= 0:
             raise ValueError(f"tau must be > 0 (the tanh temperature), got {tau}.")
-        self.xi, self.grad, self.tau = float(xi), grad, float(tau)
+        self.xi, self.grad, self.tau = check_radius(xi, "xi"), grad, float(tau)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         self.counts["forward"] += x.shape[0]
@@ -120,24 +120,26 @@ def _passes(counts: dict) -> int:
 def pgd_adaptive(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                  alpha: float | None = None, steps: int = 50, restarts: int = 3, seed: int = 0):
     """L-inf PGD (Madry et al., `pgd_loop`) via target's own backward and restarts; keeps any iterate that fools it."""
+    check_radius(eps, "eps")
     check_images(x)
-    check_labels(y, len(x))
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    y = check_labels(y, len(x))
+    alpha = 2.5 * eps / steps if alpha is None else check_radius(alpha, "alpha")
     gen = torch.Generator().manual_seed(seed)
     x = x.detach()
     x_adv_best, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for _ in range(restarts):
-        idx = (~fooled).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        x0, y0 = x[idx], y[idx]
+    with inputs_checked():  # checked once above: target's per-step calls skip the scans
+        for _ in range(restarts):
+            idx = (~fooled).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            x0, y0 = x[idx], y[idx]
 
-        def keep_fooling(x_adv, logits, idx=idx, y0=y0):
-            new = (logits.argmax(1) != y0) & ~fooled[idx]
-            x_adv_best[idx[new]], fooled[idx[new]] = x_adv[new], True
+            def keep_fooling(x_adv, logits, idx=idx, y0=y0):
+                new = (logits.argmax(1) != y0) & ~fooled[idx]
+                x_adv_best[idx[new]], fooled[idx[new]] = x_adv[new], True
 
-        pgd_loop(target, x0, uniform_start(x0, eps, gen), lambda logits, y0=y0: cross_entropy(logits, y0),
-                 eps, alpha, steps, observe=keep_fooling)
+            pgd_loop(target, x0, uniform_start(x0, eps, gen), lambda logits, y0=y0: cross_entropy(logits, y0),
+                     eps, alpha, steps, observe=keep_fooling)
     return x_adv_best
 
 
@@ -214,8 +216,10 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     per prediction of the attacked (for transfer: crafting) model; passes_per_sample: all passes / n.
     progress: a progress bar over the (defence, attack) runs, naming the one running.
     """
+    xi, eps = check_radius(xi, "xi"), check_radius(eps, "eps")
     check_images(x)
-    check_labels(y, len(x))
+    y = check_labels(y, len(x))
+    check_model_input(model, x)
     unknown = [a for a in attacks if a not in ADAPTIVE_ATTACKS]
     if unknown:
         raise ValueError(f"Unknown attack(s) {unknown}; choose from {ADAPTIVE_ATTACKS}.")
@@ -233,8 +237,9 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
         bar.set_postfix_str(f"{defence}: {name}")
         crafter.reset_counts()
         t0 = time.perf_counter()
-        x_adv = [_craft(name, target, crafter, x[i:i + batch_size], y[i:i + batch_size], eps, cfg, n_classes,
-                        seed + i) for i in range(0, len(x), batch_size)]
+        with inputs_checked():  # x, y and the model were checked once above: no scan per attack step
+            x_adv = [_craft(name, target, crafter, x[i:i + batch_size], y[i:i + batch_size], eps, cfg, n_classes,
+                            seed + i) for i in range(0, len(x), batch_size)]
         seconds, passes = time.perf_counter() - t0, _passes(crafter.counts)
         with torch.no_grad():
             ok = torch.cat([target(xa).argmax(1) for xa in x_adv]) == y
