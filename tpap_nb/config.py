@@ -1,6 +1,7 @@
 """Profiles, paths, seeding and device: the one place settings come from."""
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -174,6 +175,9 @@ BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size":
           "eval_every": (0, False), "xi": (0, False), "attack_eps": (0, True), "pgd_alpha": (0, True),
           "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}
 
+# Radii and step sizes in pixel units of [0, 1] images (eps = 8 is a forgotten /255).
+RADII = ("eps", "xi", "attack_eps", "pgd_alpha")
+
 
 def _type_ok(value, kind) -> bool:
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -198,6 +202,12 @@ def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
             continue
         if key in CHOICES and value not in CHOICES[key]:
             problems.append(f"{key}={value!r} must be one of {CHOICES[key]}")
+            continue
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+            problems.append(f"{key}={value!r} must be a finite number")
+            continue
+        if key in RADII and abs(value) > 1:
+            problems.append(f"{key}={value!r}: radii are in pixel units in [0, 1]; did you mean {value:g}/255?")
             continue
         bound = BOUNDS.get(key)
         if bound is None or (key == "xi" and allow_negative_xi):
