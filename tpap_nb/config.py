@@ -207,7 +207,7 @@ def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
             problems.append(f"{key}={value!r} must be a finite number")
             continue
         if key in RADII and abs(value) > 1:
-            problems.append(f"{key}={value!r}: radii are in pixel units in [0, 1]; did you mean {value:g}/255?")
+            problems.append(f"{key}={value!r} must be in [0, 1]: radii are in pixel units (did you mean {value:g}/255?)")
             continue
         bound = BOUNDS.get(key)
         if bound is None or (key == "xi" and allow_negative_xi):
@@ -222,7 +222,7 @@ def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
         problems.append(f"schedule={cfg['schedule']!r} must be one of {SCHEDULES}")
     if problems:
         hint = (" (a negative xi steps towards the predicted label: pass allow_negative_xi=True to do that "
-                "on purpose)" if any(p.startswith("xi=") for p in problems) else "")
+                "on purpose)" if any(p.startswith("xi=") and "must be >=" in p for p in problems) else "")
         raise ValueError(f"Bad setting(s) for profile {cfg.get('profile')!r}: " + "; ".join(problems) + hint + ".")
     return cfg
 
