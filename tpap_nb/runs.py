@@ -128,6 +128,8 @@ def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: D
                             "it here instead")
         history = reevaluated(model, data, cfg | {"eval_every": cfg.get("eval_every") or 1}, history,
                               model.checkpoint.name)
+        if progress:
+            print(f"{recipe}: {model.provenance}")
         return model, history, data
     set_seed(cfg["seed"])
     # A pretrained model needs its download only when no checkpoint will replace the weights.
@@ -142,6 +144,8 @@ def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: D
     else:
         model.provenance = (f"trained here ({'resumed, ' if existed else ''}{(time.perf_counter() - t0) / 60:.0f} min "
                             f"on {runtime_for(cfg, device).describe()}) into {path.name}")
+    if progress:
+        print(f"{recipe}: {model.provenance}")
     return model, history, data
 
 
