@@ -33,7 +33,8 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
     without training every seed twice. cfg['n_train'] (if set) draws that many training images per
     seed (`Dataset.subset`, seeded with the run's seed, as `get_or_train` does).
     One record per (seed, xi): bare clean/FGSM/PGD-20 and TPAP clean/PGD-20 (PGD-20: the kit's
-    one, `evaluate.pgd20_attack`, seeded with the run's seed), attacks at the attack eps.
+    one, `evaluate.pgd20_attack`, seeded with the run's seed), attacks at the attack eps; xi is given as
+    fractions of the attack eps (the training eps may be larger: `config.attack_eps`).
     """
     if split not in ("validation", "test"):
         raise ValueError(f"split={split!r}: use 'validation' (to choose a setting) or 'test' (to report one).")
@@ -60,9 +61,10 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
             bare = {k: 100 * robust_accuracy(model, a, y, runtime=rt)["bare"]
                     for k, a in {"clean": x, "fgsm": x_fgsm, "pgd20": x_pgd}.items()}
             for f in xi_fractions:
-                tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * cfg["eps"], runtime=rt)["tpap"] for k, a in
+                tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * eps, runtime=rt)["tpap"] for k, a in
                         {"clean": x, "pgd20": x_pgd}.items()}
-                out.append({"seed": seed, "xi/eps": f, "xi": f * cfg["eps"], "split": name, "n": len(y),
+                out.append({"seed": seed, "xi/eps": f, "xi": f * eps, "split": name, "n": len(y),
+                            "train_eps": cfg["eps"], "attack_eps": eps,
                             "n_train": len(train.y_train), "held_out": n if split == "validation" else 0,
                             "profile": cfg.get("profile"), "clean_bn_forward": bool(cfg.get("clean_bn_forward")),
                             "train_seconds": sum(h["train_seconds"] for h in history),
