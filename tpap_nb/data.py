@@ -7,7 +7,10 @@ import io
 import json
 import os
 import re
+import secrets
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,12 +215,47 @@ def _torchvision(name: str, cls_name: str, root: Path, download: bool) -> Datase
             tr, te = cls(root, train=True, download=download), cls(root, train=False, download=download)
             xtr, ytr, xte, yte = tr.data, tr.targets, te.data, te.targets
             classes = list(tr.classes)
-    except Exception as err:  # torchvision raises RuntimeError or URLError/OSError offline
-        raise _unavailable(name, root, err) from None
+    except Exception as err:  # offline, not on disk, corrupt, unwritable, ...: say which
+        raise _torchvision_error(name, cls, root, download, err) from None
     augment = "crop_flip" if name.startswith("cifar") else "none"
     t = torch.as_tensor
     return Dataset(name, _to_tensor_images(xtr), t(np.asarray(ytr)).long(), _to_tensor_images(xte),
                    t(np.asarray(yte)).long(), classes, augment, "torchvision")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _torchvision_files(cls, root: Path) -> Path:
+    """Where torchvision keeps data set `cls` under root."""
+    if getattr(cls, "base_folder", None):
+        return root / cls.base_folder  # CIFAR-10 / -100
+    if cls.__name__ == "SVHN":
+        return root / "train_32x32.mat"
+    return root / cls.__name__ / "raw"  # MNIST, FashionMNIST
+
+
+def _torchvision_error(name: str, cls, root: Path, download: bool, err: Exception) -> DatasetUnavailable:
+    """The real cause of a torchvision failure: offline, not on disk, damaged files, or something else."""
+    import urllib.error
+
+    reason = f"{type(err).__name__}: {_first_line(err)}"
+    if isinstance(err, (urllib.error.URLError, ConnectionError, TimeoutError)):
+        return _unavailable(name, root, reason)
+    if isinstance(err, RuntimeError) and "not found" in str(err).lower():  # torchvision's "not found or corrupted"
+        files = _torchvision_files(cls, root)
+        if files.exists():
+            return DatasetUnavailable(
+                f"Data set {name!r}: {files} is there, but torchvision finds it incomplete or corrupt ({reason}). "
+                f"Delete {files} and load the data set again (it is downloaded afresh), or copy a good copy there.")
+        return _unavailable(name, root, reason, downloading=download)
+    return DatasetUnavailable(
+        f"torchvision could not load data set {name!r} from {root}: {reason}. Check that {root} is readable and "
+        "writable (set TPAP_DATA to another folder otherwise) and that torchvision is installed as "
+        "`make setup` installs it."
+    )
 
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -268,7 +306,7 @@ def _tiny_imagenet(root: Path, download: bool) -> Dataset:
     base = root / "tiny-imagenet-200"
     if not base.exists():
         if not download:
-            raise _unavailable("tiny-imagenet", root, "not on disk and download=False")
+            raise _unavailable("tiny-imagenet", root, "not on disk", downloading=False)
         try:
             from torchvision.datasets.utils import download_and_extract_archive
             download_and_extract_archive(TINY_URL, str(root))
@@ -308,45 +346,114 @@ def _has_image_tree(path: Path) -> bool:
     return all(_split_source(path, s) is not None for s in ("train", "test"))
 
 
+def _open_zip(src: Path) -> zipfile.ZipFile:
+    """The zip at src, or one error naming it when it is not a readable zip (cut short, damaged, not a zip)."""
+    try:
+        return zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DatasetUnavailable(
+            f"{src} is not a readable zip file ({type(err).__name__}: {_first_line(err)}): it is truncated or "
+            f"damaged. Copy or download it again, or unzip it yourself into {src.with_suffix('')}/<class>/*.jpg."
+        ) from None
+
+
 def _tree_items(src: Path, split: str) -> dict[str, list]:
-    """{class name: sorted member names or paths} of one split, from a folder or a zip."""
+    """{class name: sorted member names or paths} of one split, from a folder or a zip; every class holds images."""
     found: dict[str, list] = {}
     if src.is_dir():
         for c in sorted(d for d in src.iterdir() if d.is_dir()):
             found[c.name] = sorted(p for p in c.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return found
-    with zipfile.ZipFile(src) as zf:
-        for member in sorted(zf.namelist()):
-            parts = member.split("/")
-            if parts and parts[0] == split:  # the zip may or may not hold a top-level split/ folder
-                parts = parts[1:]
-            if len(parts) == 2 and Path(parts[1]).suffix.lower() in IMAGE_SUFFIXES:
-                found.setdefault(parts[0], []).append(member)
+    else:
+        with _open_zip(src) as zf:
+            for member in sorted(zf.namelist()):
+                parts = member.split("/")
+                if parts and parts[0] == split:  # the zip may or may not hold a top-level split/ folder
+                    parts = parts[1:]
+                if len(parts) == 2 and parts[1] == "":  # a class folder's own entry
+                    found.setdefault(parts[0], [])
+                elif len(parts) == 2 and Path(parts[1]).suffix.lower() in IMAGE_SUFFIXES:
+                    found.setdefault(parts[0], []).append(member)
+    where = (lambda c: src / c) if src.is_dir() else (lambda c: f"{src}, folder {c}/")
+    empty = [c for c, items in found.items() if not items]
+    if empty:
+        raise DatasetUnavailable(
+            f"{where(empty[0])} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            + (f", nor do {len(empty) - 1} other class folder(s)" if len(empty) > 1 else "")
+            + ": add its images or remove the folder (every class needs images in train/ and test/).")
+    if not found:
+        raise DatasetUnavailable(f"{src} holds no class folders with images: expected {src}/<class>/*.png|jpg.")
     return found
 
 
 def _read_tree(src: Path, items: list) -> np.ndarray:
+    """The images of one split as one (N, H, W, 3) uint8 array; a file PIL cannot read, or one of another size
+    than the first, is an error naming it."""
     from PIL import Image
     from tqdm.auto import tqdm
 
-    desc = f"reading {src.name}"
-    if src.is_dir():
-        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in tqdm(items, desc=desc, leave=False)])
-    with zipfile.ZipFile(src) as zf:
-        return np.stack([np.asarray(Image.open(io.BytesIO(zf.read(m))).convert("RGB"))
-                         for m in tqdm(items, desc=desc, leave=False)])
+    zf = None if src.is_dir() else _open_zip(src)
+    arrays, first = [], None
+    try:
+        for m in tqdm(items, desc=f"reading {src.name}", leave=False):
+            where = str(m) if zf is None else f"{src} member {m}"
+            try:
+                raw = m if zf is None else io.BytesIO(zf.read(m))
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+                raise DatasetUnavailable(
+                    f"{where} cannot be read from the zip ({type(err).__name__}: {_first_line(err)}): the zip is "
+                    "damaged. Copy or download it again.") from None
+            try:
+                with Image.open(raw) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+                raise DatasetUnavailable(
+                    f"{where} is not an image PIL can read ({type(err).__name__}: {_first_line(err)}). Remove it, "
+                    "or replace it with a PNG or JPEG image.") from None
+            if first is None:
+                first = (where, arr.shape)
+            elif arr.shape != first[1]:
+                raise DatasetUnavailable(
+                    f"{where} is {arr.shape[1]} x {arr.shape[0]} pixels, but {first[0]} is {first[1][1]} x "
+                    f"{first[1][0]}: a data set's images must all have one size. Resize them first (e.g. with "
+                    "PIL's Image.resize).")
+            arrays.append(arr)
+    finally:
+        if zf is not None:
+            zf.close()
+    return np.stack(arrays)
 
 
-def _folder_cache(path: Path, sources: dict, root: Path) -> Path:
-    stamp = json.dumps({s: [str(p.resolve()), p.stat().st_mtime_ns] for s, p in sources.items()}, sort_keys=True)
+def _folder_stamp(sources: dict, trees: dict, classes: list | None) -> str:
+    """What a folder cache was read from: every image's name, size and mtime (folders), the zip's size and mtime."""
+    stamp: dict = {"classes": classes}
+    for split, src in sources.items():
+        if src.is_dir():
+            rows = []
+            for c, paths in sorted(trees[split].items()):
+                for path in paths:
+                    st = path.stat()
+                    rows.append([f"{c}/{path.name}", st.st_size, st.st_mtime_ns])
+            stamp[split] = [str(src.resolve()), rows]
+        else:
+            st = src.stat()
+            stamp[split] = [str(src.resolve()), st.st_size, st.st_mtime_ns]
+    return json.dumps(stamp, sort_keys=True)
+
+
+def _folder_cache(path: Path, sources: dict, root: Path, trees: dict | None = None,
+                  classes: list | None = None) -> Path:
+    trees = trees if trees is not None else {s: _tree_items(src, s) for s, src in sources.items() if src.is_dir()}
+    stamp = _folder_stamp(sources, trees, classes)
     return root / "cache" / f"folder-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.npz"
 
 
 def _folder(path: Path, root: Path | None = None, name: str | None = None, classes: list | None = None) -> Dataset:
     """Bring-your-own images: PATH/{train,test}/<class>/* or PATH/{train,test}.zip holding them.
 
-    Read once, then cached as uint8 arrays under ROOT/cache (default TPAP_DATA; keyed by path and
-    modification time). `classes` fixes the label order (default: sorted folder names of train/).
+    Read once, then cached as uint8 arrays under ROOT/cache (default TPAP_DATA), keyed by what was read:
+    every image's name, size and modification time (or each zip's size and modification time), so an
+    edited or added image is read again. `classes` fixes the label order (default: sorted folder names of
+    train/).
     """
     sources = {}
     for split in ("train", "test"):
@@ -357,12 +464,11 @@ def _folder(path: Path, root: Path | None = None, name: str | None = None, class
                 f"{path}/train/<class>/*.png|jpg and {path}/test/<class>/* (or train.zip / test.zip holding them)."
             )
         sources[split] = src
-    cache = _folder_cache(path, sources, root if root is not None else data_root())
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as f:
-            arrs = {k: f[k] for k in f.files}
-    else:
-        trees = {s: _tree_items(src, s) for s, src in sources.items()}
+    trees = {s: _tree_items(src, s) for s, src in sources.items() if src.is_dir()}  # listed once: key and read
+    cache = _folder_cache(path, sources, root if root is not None else data_root(), trees, classes)
+    arrs = _load_cache(cache)
+    if arrs is None:
+        trees = {s: trees.get(s) or _tree_items(src, s) for s, src in sources.items()}
         classes = list(classes) if classes is not None else sorted(trees["train"])
         for split, tree in trees.items():
             if sorted(tree) != sorted(classes):
@@ -373,6 +479,11 @@ def _folder(path: Path, root: Path | None = None, name: str | None = None, class
             items = [(m, i) for i, c in enumerate(classes) for m in tree[c]]
             arrs[f"x_{split}"] = _read_tree(sources[split], [m for m, _ in items])
             arrs[f"y_{split}"] = np.array([i for _, i in items], dtype=np.int64)
+        if arrs["x_train"].shape[1:] != arrs["x_test"].shape[1:]:
+            h, w = arrs["x_train"].shape[1:3]
+            raise DatasetUnavailable(
+                f"{sources['test']} holds {arrs['x_test'].shape[2]} x {arrs['x_test'].shape[1]} images but "
+                f"{sources['train']} {w} x {h}: train and test images must have one size. Resize them first.")
         _save_npz_atomic(cache, arrs)
     size = arrs["x_train"].shape[1]
     t = torch.from_numpy
@@ -381,15 +492,35 @@ def _folder(path: Path, root: Path | None = None, name: str | None = None, class
                    "crop_flip" if size <= 64 else "flip", f"images:{path}")
 
 
+def _load_cache(cache: Path) -> dict | None:
+    """A folder cache's arrays, or None when there is none; an unreadable one is read again (with a warning)."""
+    if not cache.exists():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"The image cache {cache} cannot be read ({type(err).__name__}: {_first_line(err)}); the "
+                      "images are read again and the cache rewritten.", stacklevel=3)
+        return None
+
+
 def _save_npz_atomic(path: Path, arrs: dict) -> None:
-    """Write a cache file with temp + rename; an unwritable cache folder only costs a re-read next time."""
+    """Write a cache file with a temp file of this writer's own + rename; where it cannot be written, say so (a
+    warning) and go on: it only costs a re-read next time."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrs)
         os.replace(tmp, path)
-    except OSError:
-        pass
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        warnings.warn(f"Could not write the image cache {path} ({type(err).__name__}: {_first_line(err)}); the "
+                      "images were read and are used, but will be read again next time. Set TPAP_DATA to a "
+                      "writable folder to cache them.", stacklevel=3)
 
 
 def mix_class_order(data: Dataset, seed: int = 0) -> Dataset:
@@ -436,9 +567,10 @@ SHAPES = {"digits": (1, 8, 10), "fashion-mnist": (1, 28, 10), "mnist": (1, 28, 1
           "cifar100": (3, 32, 100), "svhn": (3, 32, 10), "tiny-imagenet": (3, 64, 200)}
 
 
-def _unavailable(name: str, root: Path, reason) -> DatasetUnavailable:
+def _unavailable(name: str, root: Path, reason, downloading: bool = True) -> DatasetUnavailable:
+    how = f"could not be downloaded ({reason})" if downloading else f"downloading is off (download=False; {reason})"
     return DatasetUnavailable(
-        f"Data set {name!r} is not under {root} and could not be downloaded ({reason}).\n"
+        f"Data set {name!r} is not under {root} and {how}.\n"
         f"Two ways out: (1) on a machine with internet, run load_dataset({name!r}) once (it downloads "
         f"into {root}) and copy that folder here; or (2) put the files there yourself, or point "
         f"TPAP_DATA at a folder that has them. Offline, 'digits' (inside scikit-learn) always works."
