@@ -174,12 +174,21 @@ def imagenet_resnet18_state() -> dict:
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True,
                                                   weights_only=True)
-    except Exception as err:  # offline: URLError / OSError; a corrupt file: RuntimeError
+    except Exception as err:  # offline: URLError / OSError; a damaged cached file: RuntimeError / UnpicklingError
+        import urllib.error
+
+        lines = str(err).strip().splitlines()
+        reason = f"{type(err).__name__}: {lines[0] if lines else ''}"
+        if target.is_file() and not isinstance(err, (urllib.error.URLError, ConnectionError, TimeoutError)):
+            raise WeightsUnavailable(
+                f"torchvision's ImageNet ResNet-18 weights at {target} cannot be loaded ({reason}): the file is "
+                f"damaged or incomplete. Delete it to download it again, or copy a good one from {url} there "
+                "(or point TORCH_HOME at a folder whose hub/checkpoints/ has it)."
+            ) from None
         raise WeightsUnavailable(
             f"torchvision's ImageNet ResNet-18 weights are not at {target} and could not be downloaded "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). On a machine with "
-            f"internet, download {url} and copy it to {target} (or point TORCH_HOME at a folder whose "
-            "hub/checkpoints/ has it)."
+            f"({reason}). On a machine with internet, download {url} and copy it to {target} (or point "
+            "TORCH_HOME at a folder whose hub/checkpoints/ has it)."
         ) from None
 
 

@@ -40,12 +40,15 @@ def status(download: bool = True) -> tuple[bool, str]:
     """
     root, missing = data_root(), []
     if not (root / "caltech101" / "101_ObjectCategories").is_dir():
-        try:
-            if not download:
-                raise FileNotFoundError("not on disk; download=False")
-            _data.download_caltech101(root)
-        except Exception as err:
-            missing.append(f"Caltech-101 under {root / 'caltech101'} ({type(err).__name__}; get {CALTECH_URL})")
+        if not download:
+            missing.append(f"Caltech-101 under {root / 'caltech101'} (not on disk; get {CALTECH_URL})")
+        else:
+            try:
+                _data.download_caltech101(root)
+            except Exception as err:  # the real cause: offline, a full disk, a damaged download, ...
+                lines = str(err).strip().splitlines()
+                missing.append(f"Caltech-101 under {root / 'caltech101'} (download failed: {type(err).__name__}"
+                               f"{': ' + lines[0] if lines else ''}; get {CALTECH_URL})")
     url, target = _models.imagenet_resnet18_file()
     if not download:
         if not target.is_file():
