@@ -16,9 +16,10 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _isolated_paths(tmp_path, monkeypatch):
-    """No test writes into the repository's runs/, data/ or figures/."""
+    """No test writes into the repository's runs/, data/ or figures/ (digits come from scikit-learn, not data/)."""
     monkeypatch.setenv("TPAP_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("TPAP_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("TPAP_DATA", str(tmp_path / "data"))
 
 
 @pytest.fixture(autouse=True)

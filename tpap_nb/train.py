@@ -268,7 +268,8 @@ def read_checkpoint(path: str | Path) -> dict:
             "damaged (a copy cut short, a full disk); delete it to retrain, or copy it again."
         ) from None
     if not isinstance(state, dict) or state.get("format") != "tpap_nb-checkpoint-1":
-        raise CheckpointError(f"{path} is not a tpap_nb checkpoint (no tpap_nb metadata).")
+        raise CheckpointError(f"{path} is not a tpap_nb checkpoint (no tpap_nb metadata): pass a file written by "
+                              "tpap_nb.fit, or delete it to retrain.")
     problems = [f"no {part!r} ({kind.__name__})" for part, kind in CHECKPOINT_PARTS.items()
                 if not isinstance(state.get(part), kind)]
     if not problems:
