@@ -406,8 +406,9 @@ def _read_tree(src: Path, items: list) -> np.ndarray:
                 with Image.open(raw) as im:
                     arr = np.asarray(im.convert("RGB"))
             except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+                why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "from the zip", _first_line(err))
                 raise DatasetUnavailable(
-                    f"{where} is not an image PIL can read ({type(err).__name__}: {_first_line(err)}). Remove it, "
+                    f"{where} is not an image PIL can read ({type(err).__name__}: {why}). Remove it, "
                     "or replace it with a PNG or JPEG image.") from None
             if first is None:
                 first = (where, arr.shape)

@@ -257,9 +257,12 @@ def read_checkpoint(path: str | Path) -> dict:
                               "Delete it to retrain.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError as err:  # weights_only's refusal: its own line says what it refused
+        boiler = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        why = next((ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith(boiler)),
+                   _first_line(err))
         raise CheckpointError(
-            f"{path} is not a loadable tpap_nb checkpoint ({_first_line(err)}). It was refused "
+            f"{path} is not a loadable tpap_nb checkpoint ({why}). It was refused "
             "without running any code inside it; delete it to retrain, or check where it came from."
         ) from None
     except Exception as err:  # truncated or damaged: RuntimeError (zip reader), OSError, EOFError, ...
