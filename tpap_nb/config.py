@@ -207,7 +207,8 @@ def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
             problems.append(f"{key}={value!r} must be a finite number")
             continue
         if key in RADII and abs(value) > 1:
-            problems.append(f"{key}={value!r} must be in [0, 1]: radii are in pixel units (did you mean {value:g}/255?)")
+            problems.append(f"{key}={value!r} must be in [0, 1]: radii are in pixel units "
+                            f"(did you mean {value:g}/255?)")
             continue
         bound = BOUNDS.get(key)
         if bound is None or (key == "xi" and allow_negative_xi):
