@@ -13,6 +13,13 @@ torch.Generator seeded with it where it takes one, so the same call gives the sa
 caller's random stream is untouched. Attacks run with the model in eval mode (its mode is restored
 after) and return detached images in [0, 1].
 
+Every setting is checked when the attack is built (`attack_settings`, `SETTING_CHECKS`): radii and step
+sizes are numbers in pixel units in [0, 1] (eps = 8 is refused: did you mean 8/255?), counts whole
+numbers >= 1, seeds integers. A call checks x, y and the model once (labels of any integer dtype are
+converted to int64 once) and refuses a model whose logits have no gradient w.r.t. x (the `TPAP`
+wrapper: attack the bare model, or `experiments.adaptive.DefendedClassifier` for the pipeline); the
+attack's own steps then run inside `checks.inputs_checked()`, without a scan (or host sync) per step.
+
 Minimal-norm attacks (`cw2`, `ddn`, `sta`) are unbounded, as in the paper: where they fail they
 return x, where they succeed a point just across the boundary, so accuracy after purification can
 exceed clean accuracy (notebook 03). Their budgeted twins answer the robustness question:
