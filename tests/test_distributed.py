@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow  # process groups and training: seconds each
 
 RECIPES = ("plain", "fgsm")
 # 211 examples in batches of 40: five even batches, then 11 split 6/5 (unequal shards).
-CFG = get_profile("smoke", epochs=2, batch_size=40, eval_every=0, lr=0.05, milestones=(1,))
+CFG = get_profile("smoke", epochs=2, batch_size=40, eval_every=0, lr=0.05, milestones=(1,), precision="float32",
+                  threads=1)  # a module fixture: set up before conftest's per-test float32 environment
 
 
 def tiny_model() -> nn.Module:

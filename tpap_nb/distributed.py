@@ -39,7 +39,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .config import RUN_DEFAULTS, attack_eps
 from .data import Dataset, batches
 from .evaluate import robust_predictions
-from .train import OPTIONAL_RUN_KEYS, RUN_KEYS, _versions, save_checkpoint, training_loss
+from .runtime import runtime_for
+from .train import OPTIONAL_RUN_KEYS, RUN_KEYS, _versions, fast_spec, lr_scheduler, save_checkpoint, train_step
 
 
 def world() -> tuple[int, int]:
@@ -71,13 +72,6 @@ class CraftOnInner(nn.Module):
         return self.ddp(x) if self.training else self.ddp.module(x)
 
 
-def ddp_loss(ddp: DDP, x: torch.Tensor, y: torch.Tensor, cfg: dict, n_global: int) -> torch.Tensor:
-    """This rank's `training_loss`, scaled so that DDP's gradient average is the full-batch gradient."""
-    _, world_size = world()
-    loss = training_loss(CraftOnInner(ddp), x, y, cfg)
-    return loss * (world_size * len(y) / n_global)
-
-
 def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = None,
             sync_bn: bool = False) -> list[dict]:
     """`tpap_nb.fit` for one rank of a process group (no evaluation, no resume); trains `model` in place.
@@ -95,34 +89,37 @@ def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None 
                              "without BatchNorm or accept per-rank BN statistics (see the module docstring).")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps BN layers in place
     ddp = DDP(model, device_ids=[device] if device.type == "cuda" else None)
+    net = CraftOnInner(ddp)
+    rt = runtime_for(cfg, device)
     opt = torch.optim.SGD(ddp.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1)
+    sched, per_step = lr_scheduler(opt, cfg, -(-len(data.y_train) // cfg["batch_size"]))
     gen = torch.Generator().manual_seed(cfg["seed"])
     history = []
-    for epoch in range(cfg["epochs"]):
-        ddp.train()
-        t0 = time.perf_counter()
-        tally = torch.zeros(2, dtype=torch.float64, device=device)  # sum of loss * n, n
-        for x, y in batches(data, cfg["batch_size"], generator=gen):
-            if len(y) < world_size:  # a shard would be empty: skipped on every rank alike
-                continue
-            xs, ys = shard(x, rank, world_size), shard(y, rank, world_size)
-            loss = ddp_loss(ddp, xs, ys, cfg, len(y))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tally += torch.tensor([loss.item() * len(y) / world_size, len(ys)], dtype=torch.float64,
-                                  device=device)
-        dist.all_reduce(tally)
-        history.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
-                        "loss": (tally[0] / tally[1].clamp(min=1)).item(),
-                        "train_seconds": time.perf_counter() - t0, "world_size": world_size})
-        sched.step()
-        if ckpt is not None and rank == 0:
-            save_checkpoint(Path(ckpt), model, opt, sched, _meta(model, data, cfg, world_size), history, gen)
+    meta = _meta(model, data, cfg, world_size) | {"fast_path": fast_spec(rt), "runtime": rt.record()}
+    with rt.scope():
+        for epoch in range(cfg["epochs"]):
+            ddp.train()
+            t0 = time.perf_counter()
+            lr = opt.param_groups[0]["lr"]
+            tally = torch.zeros(2, dtype=torch.float64, device=device)  # sum of loss * n, n
+            for x, y in batches(data, cfg["batch_size"], generator=gen):
+                if len(y) >= world_size:  # else a shard would be empty: skipped on every rank alike
+                    xs, ys = shard(x, rank, world_size), shard(y, rank, world_size)
+                    # scaled so that DDP's gradient average is the full-batch gradient
+                    loss = train_step(net, opt, xs, ys, cfg, rt, scale=world_size * len(ys) / len(y))
+                    tally += torch.tensor([loss.item() * len(ys), len(ys)], dtype=torch.float64, device=device)
+                if per_step:
+                    sched.step()
+            dist.all_reduce(tally)
+            history.append({"epoch": epoch + 1, "lr": lr, "loss": (tally[0] / tally[1].clamp(min=1)).item(),
+                            "train_seconds": time.perf_counter() - t0, "world_size": world_size})
+            if not per_step:
+                sched.step()
+            if ckpt is not None and rank == 0:
+                save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
     model.eval()
-    model.meta = _meta(model, data, cfg, world_size)
+    model.meta = meta
     return history
 
 

@@ -151,13 +151,14 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
 
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: dict,
-               rt: Runtime) -> torch.Tensor:
+               rt: Runtime, scale: float = 1.0) -> torch.Tensor:
     """One training iteration of cfg['recipe'] in the runtime's precision and memory format: the loss
-    (`training_loss`), backward, an optimiser step. `fit`, Tab. 5's timer, the bench and DDP all run this."""
+    (`training_loss`), backward of scale * loss, an optimiser step; returns the (unscaled) loss.
+    `fit`, Tab. 5's timer, the bench and DDP (scale: this rank's share of the global batch) all run this."""
     with rt.autocast():
         loss = training_loss(net, rt.inputs(x), y, cfg)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * scale if scale != 1.0 else loss).backward()
     opt.step()
     return loss.detach()
 

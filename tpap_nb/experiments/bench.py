@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..checks import inputs_checked
 from ..config import BENCH, get_profile, set_seed
 from ..data import SHAPES, Dataset
 from ..models import build_model
@@ -116,7 +117,12 @@ def _phases(shape: Shape, rt: Runtime, phases, seed: int) -> dict:
     def kit(recipe):
         model, opt = fresh()
         net = rt.compiled(model)
-        return lambda: (model.train(), train_step(net, opt, x, y, run | {"recipe": recipe}, rt))
+
+        def step():
+            model.train()
+            with inputs_checked():  # as in fit: the batch's entry point checked it once
+                train_step(net, opt, x, y, run | {"recipe": recipe}, rt)
+        return step
 
     def loop():
         model, opt = fresh()
