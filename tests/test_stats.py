@@ -52,6 +52,7 @@ def test_paired_matches_the_published_newcombe_intervals():
     r = stats.paired(*table(59, 6, 16, 80))
     assert (r["diff"], r["low"], r["high"]) == pytest.approx((-6.21, -11.86, -0.46), abs=0.01)
     assert (r["a_only"], r["b_only"], r["n"]) == (6, 16, 161)
+    assert r["high"] < 0 and r["p_mcnemar"] > 0.05 and not r["decided"]  # decided needs both to agree
     # Newcombe 1998, Table II, example (a): 36, 12 / 2, 0 -> 0.0569 to 0.3404 (method 10)
     r = stats.paired(*table(36, 12, 2, 0))
     assert (r["low"], r["high"]) == pytest.approx((5.69, 34.04), abs=0.01)
@@ -78,6 +79,8 @@ def test_paired_on_constructed_cases():
     flipped = stats.paired(*table(500, 5, 80, 415))
     assert flipped["diff"] == pytest.approx(-7.5) and flipped["high"] < 0 and flipped["decided"]
     assert (flipped["low"], flipped["high"]) == pytest.approx((-clear["high"], -clear["low"]))  # symmetric
+    tiny = stats.paired(*table(0, 3, 0, 0))  # 3 of 3 against 0 of 3: the interval excludes 0, McNemar p = 0.25
+    assert tiny["low"] > 0 and tiny["p_mcnemar"] == 0.25 and not tiny["decided"]
     few = stats.paired(*table(60, 4, 1, 35))  # 3 images apart in 100: not decided
     assert not few["decided"] and few["low"] < 0 < few["high"]
     for r in (same, balanced, clear, flipped, few):
