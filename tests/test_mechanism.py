@@ -48,7 +48,8 @@ def test_toy_settings_profiles_and_overrides():
     assert mech.toy_settings() == mech.TOY
     smoke = mech.toy_settings("smoke")
     assert smoke["n"] < mech.TOY["n"] and smoke["epochs"] < mech.TOY["epochs"] and smoke["eps"] == mech.TOY["eps"]
-    assert mech.toy_settings("quick", eps=0.1, epochs=None)["eps"] == 0.1
+    assert mech.toy_settings("quick", eps=0.1, epochs=None)["xi"] == 0.1  # xi follows eps (the paper's xi = eps)
+    assert mech.toy_settings(eps=0.1, xi=0.05)["xi"] == 0.05
     assert mech.toy_settings("quick", epochs=None)["epochs"] == mech.TOY["epochs"]
 
 
@@ -80,7 +81,9 @@ def test_the_toy_figure_and_its_points(study):
 
 def test_the_smoke_toy_is_tiny_and_its_sentence_says_what_it_measured():
     s = mech.toy_settings("smoke")
+    threads = torch.get_num_threads()
     small = mech.toy_study(s)
+    assert torch.get_num_threads() == threads  # the toy's one thread is given back
     assert len(small["y"]) == s["n"]
     text = mech.toy_sentence(small)
     assert ("does **not** robustly overfit" in text) == (not small["overfits"])
@@ -115,7 +118,7 @@ def test_direction_curves_shape_and_their_points(ro_model, test_xy):
     assert t.shape == (41,) and t[0] == pytest.approx(-2 * eps) and t[-1] == pytest.approx(2 * eps)
     assert c["loss"]["fgsm"].shape == (5, 41) and c["loss"]["random"].shape == (5, 3, 41)
     assert c["margin"]["fgsm"].shape == (5, 41) and c["margin"]["random"].shape == (5, 3, 41)
-    zero, at_eps = mech._at(c, 0.0), mech._at(c, eps)
+    zero, at_eps = mech.grid_index(c, 0.0), mech.grid_index(c, eps)
     assert t[zero] == pytest.approx(0, abs=1e-12) and t[at_eps] == pytest.approx(eps)
     with torch.no_grad():
         clean = F.cross_entropy(ro_model(x), y, reduction="none").numpy()
@@ -133,7 +136,7 @@ def test_direction_curves_shape_and_their_points(ro_model, test_xy):
     assert right.any()
     # A correctly classified clean image is purified by an FGSM step of xi: on the path, at t = xi (Sec. 3.3)
     np.testing.assert_allclose(c["pur_clean"]["t"][right], xi)
-    np.testing.assert_allclose(c["margin"]["fgsm"][right, mech._at(c, xi)], c["pur_clean"]["margin"][right],
+    np.testing.assert_allclose(c["margin"]["fgsm"][right, mech.grid_index(c, xi)], c["pur_clean"]["margin"][right],
                                rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="whole number"):
         mech.loss_along_directions(ro_model, x, y, eps, steps=40)
@@ -177,9 +180,9 @@ def test_the_sentence_reflects_the_curves():
     assert b["correct_at_eps"].tolist() == [True, True, False, True]
     ro, at = _curves([bend] * 3), _curves([fall] * 3)
     text = mech.directions_sentence({"FGSM-RO": ro, "PGD-AT": at})
-    assert "**FGSM-RO**'s margin dips and comes back on 3 of 3 images; its median goes from 5.00 at the clean image " \
-           "to 5.00 at the FGSM example, which is still classified correctly on 3 of 3" in text
-    assert "**PGD-AT**'s margin falls throughout on 3 of 3 images; its median goes from 2.00" in text
+    assert "for **FGSM-RO** the margin dips and comes back on 3 of 3 images, and its median goes from 5.00 at the " \
+           "clean image to 5.00 at the FGSM example, which is classified correctly on 3 of 3" in text
+    assert "for **PGD-AT** the margin falls throughout on 3 of 3 images, and its median goes from 2.00" in text
     assert "correctly on 0 of 3" in text
     assert "do not differ in how often the margin dips and comes back at n = 3 (3 of 3 vs 0 of 3 images" in text
     big = mech.directions_sentence({"FGSM-RO": _curves([bend] * 40), "PGD-AT": _curves([fall] * 40)})

@@ -13,24 +13,21 @@ harmless while purification steps back over the boundary:
 """
 from __future__ import annotations
 
+import contextlib
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..attacks.cw import margin  # f(x, y) - max_{k != y} f(x, k): the kit's one margin (CW's)
 from ..attacks.registry import radius
 from ..models import eval_mode
 from ..purify import purify
 from ..stats import paired, pct_ci
 
 # ----------------------------------------------------------------------------- real images: loss along d
-
-
-def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """f(x, y) - max_{k != y} f(x, k): positive where x is classified y, 0 on the decision boundary."""
-    true = logits.gather(1, y[:, None])[:, 0]
-    return true - logits.scatter(1, y[:, None], float("-inf")).amax(1)
 
 
 def _sign_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -90,7 +87,7 @@ def loss_along_directions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
             "clean_loss": loss[:, 0, int(np.abs(t).argmin())], **pur}
 
 
-def _at(curves: dict, value: float) -> int:
+def grid_index(curves: dict, value: float) -> int:
     """Index of the grid point nearest t = value."""
     return int(np.abs(curves["t"] - value).argmin())
 
@@ -98,7 +95,7 @@ def _at(curves: dict, value: float) -> int:
 def bends(curves: dict, rel: float = 0.25) -> dict:
     """Per image, the FGSM margin from the clean image (t = 0) to the FGSM example (t = eps): does it dip and come
     back (by more than rel x the dip: the loss rises, then falls), fall throughout, or not fall?"""
-    z, e = _at(curves, 0.0), _at(curves, curves["eps"])
+    z, e = grid_index(curves, 0.0), grid_index(curves, curves["eps"])
     m = curves["margin"]["fgsm"]
     seg = m[:, z:e + 1]
     tol = 0.02 * np.abs(m).max(1) + 1e-6  # scale-free: 2 % of the curve's own range of margins
@@ -129,9 +126,9 @@ def directions_sentence(by_net: dict[str, dict]) -> str:
     for name, c in by_net.items():
         b = bends(c)
         flags[name] = b["bend"]
-        parts.append(f"**{name}**'s margin {_shape(b)}; its median goes from {np.median(b['margin_clean']):.2f} at "
-                     f"the clean image to {np.median(b['margin_at_eps']):.2f} at the FGSM example, which is still "
-                     f"classified correctly on {_k(b['correct_at_eps'])}")
+        parts.append(f"for **{name}** the margin {_shape(b)}, and its median goes from "
+                     f"{np.median(b['margin_clean']):.2f} at the clean image to {np.median(b['margin_at_eps']):.2f} at "
+                     f"the FGSM example, which is classified correctly on {_k(b['correct_at_eps'])}")
         rand.append(f"{np.median(b['random_at_eps']):.2f} ({name})")
         pur.append(f"{_k(c['pur_clean']['margin'] > 0)} purified clean images and {_k(c['pur_fgsm']['margin'] > 0)} "
                    f"purified FGSM examples are classified correctly ({name})")
@@ -157,7 +154,7 @@ def plot_directions(by_net: dict[str, dict], n_draw: int = 6, title: str = ""):
                              layout="constrained")
     colors = plt.get_cmap("tab10").colors
     for j, (name, c) in enumerate(by_net.items()):
-        s, e, k = c["t"] / c["eps"], _at(c, c["eps"]), min(n_draw, c["n"])
+        s, e, k = c["t"] / c["eps"], grid_index(c, c["eps"]), min(n_draw, c["n"])
         for row, key in enumerate(("loss", "margin")):
             ax = axes[row, j]
             for i in range(k):
@@ -171,8 +168,9 @@ def plot_directions(by_net: dict[str, dict], n_draw: int = 6, title: str = ""):
             for v in (0, 1):
                 ax.axvline(v, color="0.5", lw=0.8, ls=":")
             if key == "loss":
-                ax.set_yscale("log")
-                ax.set_ylabel("cross-entropy loss (log scale)")
+                span_decades = np.log10(c["loss"]["fgsm"][:k].max() / max(c["loss"]["fgsm"][:k].min(), 1e-12))
+                ax.set_yscale("log" if span_decades > 1.5 else "linear")  # log only where losses span decades
+                ax.set_ylabel(f"cross-entropy loss{' (log scale)' if span_decades > 1.5 else ''}")
             else:
                 ax.axhline(0, color="black", lw=1.2, ls="--")
                 ax.set_xlabel(f"t / eps (eps = {radius(c['eps'])}; x + t d clipped to [0, 1])")
@@ -205,8 +203,12 @@ TOY_PROFILES = {"smoke": dict(n=300, epochs=100, batch_size=50)}  # smoke proves
 
 
 def toy_settings(profile: str | None = None, **overrides) -> dict:
-    """The toy's settings: TOY, the profile's changes (smoke: tiny), then any override that is not None."""
-    return TOY | TOY_PROFILES.get(profile, {}) | {k: v for k, v in overrides.items() if v is not None}
+    """The toy's settings: TOY, the profile's changes (smoke: tiny), then any override that is not None (xi follows
+    an overridden eps unless given: the paper's xi = eps)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "eps" in given and "xi" not in given:
+        given["xi"] = given["eps"]
+    return TOY | TOY_PROFILES.get(profile, {}) | given
 
 
 def toy_data(n: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -267,9 +269,24 @@ def train_toy(s: dict) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     return model.eval(), data
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Tiny tensors run fastest on one thread (several threads spin against each other on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def toy_study(settings: dict | None = None) -> dict:
     """Train the toy and measure it: per-point verdicts (bare and purified) on clean, FGSM and PGD inputs."""
-    s = toy_settings(**(settings or {}))
+    with _one_thread():
+        return _toy_study(toy_settings(**(settings or {})))
+
+
+def _toy_study(s: dict) -> dict:
     model, (x_tr, y_tr, x, y) = train_toy(s)
     eps, xi = s["eps"], s["xi"]
 
@@ -351,10 +368,10 @@ def plot_toy(study: dict, idx: np.ndarray, grid: int = 300):
             ax.plot(*x0, "o", color=col, mec="black", ms=7)
             ax.annotate("", xy=xa, xytext=x0, arrowprops=dict(arrowstyle="-|>", color="#d95f02", lw=1.6))
             ax.annotate("", xy=xp, xytext=xa, arrowprops=dict(arrowstyle="-|>", color="#e7298a", lw=1.6, ls="--"))
-        acc, pur = 100 * study["ok"][kind].mean(), 100 * study["ok"][f"tpap_{kind}"].mean()
+        acc, pur = (pct_ci(int(v.sum()), v.size, short=True) for v in (study["ok"][kind], study["ok"][f"tpap_{kind}"]))
         ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal",
                title=f"x -> {name} example (orange) -> purified, xi = {s['xi']:g} (pink)\n"
-                     f"test accuracy: bare {acc:.1f} %, purified {pur:.1f} % (n = {len(study['y']):,})")
+                     f"test accuracy (95 % Wilson): bare {acc}, purified {pur}, n = {len(study['y']):,}")
         ax.title.set_fontsize(9)
     import textwrap
 
