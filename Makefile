@@ -13,24 +13,24 @@ CELL_TIMEOUT ?= 3600
 ## figures/$(PROFILE)/ (the tracked figures of that profile), then the README's results and the notebooks'
 ## run-time lines from them (make readme)
 run: $(VENV)/.installed
-	TPAP_FIGURES=figures/$(PROFILE) $(PY) -m tpap_nb.notebooks --profile $(PROFILE) --out build/$(PROFILE) \
+	TPAP_FIGURES=figures/$(PROFILE) $(PY) -m tpap_nb.runner --profile $(PROFILE) --out build/$(PROFILE) \
 		--cell-timeout $(CELL_TIMEOUT)
 	$(MAKE) readme
 
 ## solutions: the worked solutions (solutions/NN_*.ipynb) on $(PROFILE), reusing `make run`'s checkpoints; their
 ## figures into build/, their run times into figures/$(PROFILE)/runtimes.json (for the notebooks' run-time lines)
 solutions: $(VENV)/.installed
-	TPAP_FIGURES=build/$(PROFILE)/solutions/figures $(PY) -m tpap_nb.notebooks --dir solutions \
+	TPAP_FIGURES=build/$(PROFILE)/solutions/figures $(PY) -m tpap_nb.runner --dir solutions \
 		--profile $(PROFILE) --times figures/$(PROFILE) --out build/$(PROFILE)/solutions --cell-timeout $(CELL_TIMEOUT)
-	$(PY) -m tpap_nb.notebooks --stamp
+	$(PY) -m tpap_nb.runner --stamp
 
 ## test: lint, pytest, then every notebook and every solution on the smoke profile (what CI runs)
 SMOKE := TPAP_FIGURES=build/smoke/figures TPAP_RUNS=build/smoke/runs
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check tpap_nb tests
 	$(PY) -m pytest -q
-	$(SMOKE) $(PY) -m tpap_nb.notebooks --profile smoke --out build/smoke --cell-timeout 900
-	$(SMOKE) $(PY) -m tpap_nb.notebooks --dir solutions --profile smoke --out build/smoke/solutions --cell-timeout 900
+	$(SMOKE) $(PY) -m tpap_nb.runner --profile smoke --out build/smoke --cell-timeout 900
+	$(SMOKE) $(PY) -m tpap_nb.runner --dir solutions --profile smoke --out build/smoke/solutions --cell-timeout 900
 
 setup: $(VENV)/.installed
 
@@ -47,7 +47,7 @@ lab: $(VENV)/.installed
 
 ## nb: one notebook on one profile, e.g. make nb NB=01 PROFILE=paper (figures into build/$(PROFILE)/figures)
 nb: $(VENV)/.installed
-	TPAP_FIGURES=build/$(PROFILE)/figures $(PY) -m tpap_nb.notebooks --profile $(PROFILE) --only $(NB) \
+	TPAP_FIGURES=build/$(PROFILE)/figures $(PY) -m tpap_nb.runner --profile $(PROFILE) --only $(NB) \
 		--out build/$(PROFILE) --cell-timeout $(CELL_TIMEOUT)
 
 ## bench: speed ratios on this machine (python -m tpap_nb.experiments.bench --help for options)
@@ -58,7 +58,7 @@ bench: $(VENV)/.installed
 ## every notebook's run-time line and install cell from figures/<profile>/runtimes.json
 readme: $(VENV)/.installed
 	$(PY) -m tpap_nb.readme
-	$(PY) -m tpap_nb.notebooks --stamp
+	$(PY) -m tpap_nb.runner --stamp
 
 ## gpu-check: the GPU check (bench, paper epochs, the gpu profile, a Tab. 2 subset) into $(OUT) (~9 min on one H100)
 OUT ?= build/gpu-check

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tpap_nb import notebooks as runner
+from tpap_nb import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -185,7 +185,7 @@ def test_run_time_stamp_and_install_cell_are_current(path):
     """The first markdown cell states the last recorded run time per profile (figures/<profile>/runtimes.json)."""
     stale = runner.stamp([path], check=True)
     assert not stale, (f"{_name(path)}: its run-time line or install cell differs from what the records say; "
-                       f"run `python -m tpap_nb.notebooks --stamp` (part of `make readme`)")
+                       f"run `python -m tpap_nb.runner --stamp` (part of `make readme`)")
 
 
 def _notebook(tmp_path: Path, folder: str = "notebooks", name: str = "01_x.ipynb", text: str = "# 01 · Title") -> Path:

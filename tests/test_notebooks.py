@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))  # solutions/ may be empty or missing: no cases then
 BOTH = NOTEBOOKS + SOLUTIONS
-INSTALL_TAG = "install"  # the hosted-notebook install cell (tpap_nb.notebooks.stamp) that comes before the imports
+INSTALL_TAG = "install"  # the hosted-notebook install cell (tpap_nb.runner.stamp) that comes before the imports
 
 
 def _name(path: Path) -> str:
@@ -76,7 +76,7 @@ def test_one_parameters_cell_of_flat_typed_commented_literals(path):
 
 def test_the_parameters_rule_holds_on_a_stamped_notebook(tmp_path):
     """The stamp inserts the install cell before the imports; the parameters cell is still right after them."""
-    from tpap_nb import notebooks as runner
+    from tpap_nb import runner
 
     path = tmp_path / "notebooks" / NOTEBOOKS[1].name
     path.parent.mkdir()

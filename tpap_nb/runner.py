@@ -1,9 +1,9 @@
 """Run the notebooks (or their solutions) in number order with papermill, record how long each took, and stamp
 those times into the notebooks.
 
-    python -m tpap_nb.notebooks --profile smoke                  notebooks/*.ipynb (make run, make test)
-    python -m tpap_nb.notebooks --dir solutions --profile smoke  solutions/*.ipynb (make solutions, make test)
-    python -m tpap_nb.notebooks --stamp                          rewrite every notebook's run-time line and
+    python -m tpap_nb.runner --profile smoke                  notebooks/*.ipynb (make run, make test)
+    python -m tpap_nb.runner --dir solutions --profile smoke  solutions/*.ipynb (make solutions, make test)
+    python -m tpap_nb.runner --stamp                          rewrite every notebook's run-time line and
                                                                  install cell from the records (make readme)
 
 Each run writes its per-notebook seconds (profile, device, torch threads, commit, date) into runtimes.json
