@@ -53,12 +53,12 @@ def test_pgd20_runs_20_steps_and_aa_its_definition_whatever_the_profile(profile,
     x, y = test_xy[0][:8], test_xy[1][:8]
     for name, steps in (("pgd20", 20), ("pgd100", 100)):
         step_spy.clear()
-        build_attack(name, ro_model, **evaluate.profile_overrides(name, cfg))(x, y)
+        build_attack(name, ro_model, **evaluate.attack_overrides(name, cfg))(x, y)
         assert [s["steps"] for s in step_spy] == [steps]
-    aa = attack_settings("aa", **evaluate.profile_overrides("aa", cfg))
+    aa = attack_settings("aa", **evaluate.attack_overrides("aa", cfg))
     assert aa["steps"] == 100 and aa["n_queries"] == 5000
     eps = cfg.get("attack_eps") or cfg["eps"]
-    pgd = attack_settings("pgd20", **evaluate.profile_overrides("pgd20", cfg))
+    pgd = attack_settings("pgd20", **evaluate.attack_overrides("pgd20", cfg))
     assert pgd["alpha"] == pytest.approx(0.003 * eps / (8 / 255)) and pgd["random_start"]
 
 
@@ -86,7 +86,7 @@ def test_per_epoch_pgd20_and_table2_pgd20_are_one_attack(call_spy, ro_model, dig
     call_spy.clear()
     tables.ablation(ro_model, x, y, cfg)
     tab6 = [s for n, s in call_spy if n == "pgd20"]
-    assert epoch[0] == epoch[1] == tab2[0] == tab6[0] == attack_settings("pgd20", **evaluate.profile_overrides("pgd20",
+    assert epoch[0] == epoch[1] == tab2[0] == tab6[0] == attack_settings("pgd20", **evaluate.attack_overrides("pgd20",
                                                                                                              cfg))
     assert evaluate.pgd20_step(cfg) == tab2[0]["alpha"]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tpap_nb as tp
-from tpap_nb import config, plots
+from tpap_nb import config, plots, settings
 from tpap_nb.attacks import build_attack, fgsm
 from tpap_nb.checks import check_images
 from tpap_nb.evaluate import robust_accuracy
@@ -36,7 +36,7 @@ def test_good_settings_pass_and_the_sign_flip_is_allowed_on_purpose():
     with pytest.raises(ValueError, match="profile 'smoke'"):
         tp.get_profile("smoke", lr=0)
     for name in config.PROFILES:  # every shipped profile passes its own checks
-        config.check_settings(tp.get_profile(name))
+        settings.check_settings(tp.get_profile(name))
 
 
 def test_nan_and_infinite_pixels_are_refused(ro_model):

@@ -1,6 +1,7 @@
 """Data registry, models, training recipe, checkpoints and the clear errors of the spine."""
 import gzip
 import importlib.metadata as md
+import math
 import os
 
 import numpy as np
@@ -13,7 +14,6 @@ import tpap_nb as tp
 from tpap_nb import data as D
 from tpap_nb import train as T
 from tpap_nb.attacks import fgsm, pgd
-from tpap_nb.config import RUN_DEFAULTS
 
 
 # ------------------------------------------------------------------ environment
@@ -129,7 +129,7 @@ def test_fgsm_recipe_is_algorithm_1():
     model = fresh_cnn(1)
     model.train()
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    cfg = {**RUN_DEFAULTS, "recipe": "fgsm", "eps": 0.2}
+    cfg = tp.get_profile("smoke") | {"recipe": "fgsm", "eps": 0.2}
     state = {k: v.clone() for k, v in model.state_dict().items()}
     loss = T.training_loss(model, x, y, cfg)
     assert model.training
@@ -260,7 +260,7 @@ def test_trades_and_mart_losses_follow_their_formulas():
     model = fresh_cnn(4)
     model.train()
     x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
-    base = {**RUN_DEFAULTS, "eps": 0.1, "pgd_alpha": 0.03, "pgd_steps": 3}
+    base = tp.get_profile("smoke") | {"eps": 0.1, "pgd_alpha": 0.03, "pgd_steps": 3}
     state = {k: v.clone() for k, v in model.state_dict().items()}
     # TRADES with beta = 0 is plain cross-entropy on the clean batch (its own forward pass)
     torch.manual_seed(0)
@@ -272,11 +272,45 @@ def test_trades_and_mart_losses_follow_their_formulas():
         model.load_state_dict(state)
         loss = T.training_loss(model, x, y, base | {"recipe": recipe})
         assert torch.isfinite(loss) and loss.requires_grad and model.training
-    model.load_state_dict(state)
-    assert T.training_loss(model, x, y, base | {"recipe": "mart", "beta": 6.0}) > \
-        T.training_loss(model, x, y, base | {"recipe": "mart", "beta": 0.0}) - 1e-6
+    # MART's beta reaches the loss, linearly: same seed and weights, beta 0, 3, 6
+    losses = {}
+    for beta in (0.0, 3.0, 6.0):
+        model.load_state_dict(state)
+        torch.manual_seed(0)
+        losses[beta] = T.training_loss(model, x, y, base | {"recipe": "mart", "beta": beta}).item()
+    assert losses[6.0] - losses[0.0] > 1e-4
+    assert losses[6.0] - losses[0.0] == pytest.approx(2 * (losses[3.0] - losses[0.0]), rel=1e-4)
+    with pytest.raises(ValueError, match="recipe='fgsm_rs' must be one of"):
+        base | {"recipe": "fgsm_rs"}  # a config refuses it; training_loss too, given a plain dict
     with pytest.raises(ValueError, match="Unknown training recipe"):
-        T.training_loss(model, x, y, base | {"recipe": "fgsm_rs"})
+        T.training_loss(model, x, y, {**base, "recipe": "fgsm_rs"})
+
+
+def test_mart_loss_equals_its_formula_by_hand():
+    """MART (Wang et al. 2020, Eq. 5): CE(p_adv, y) - log(1 - max_{k != y} p_adv_k)
+    + beta * KL(p_nat || p_adv) * (1 - p_nat_y), averaged, computed here with the math module alone."""
+    nat = [[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]]
+    adv = [[0.5, 1.5, -0.5], [1.0, -1.0, 0.0]]
+    y = [0, 2]
+
+    def softmax(z):
+        e = [math.exp(v) for v in z]
+        return [v / sum(e) for v in e]
+
+    def by_hand(beta):
+        total = 0.0
+        for zn, za, t in zip(nat, adv, y):
+            pn, pa = softmax(zn), softmax(za)
+            other = max((k for k in range(3) if k != t), key=lambda k: pa[k])
+            boosted = -math.log(pa[t]) - math.log(1.0001 - pa[other] + 1e-12)
+            kl = sum(pn[k] * (math.log(pn[k]) - math.log(pa[k])) for k in range(3))
+            total += boosted + beta * kl * (1.0000001 - pn[t])
+        return total / len(y)
+
+    for beta in (0.0, 6.0):
+        ours = T._mart_loss(torch.tensor(nat), torch.tensor(adv), torch.tensor(y), beta).item()
+        assert ours == pytest.approx(by_hand(beta), rel=1e-5)
+    assert by_hand(6.0) - by_hand(0.0) > 0.1  # the beta term is not negligible on this case
 
 
 def test_fast_path_bf16_channels_last_trains_and_is_named(digits):

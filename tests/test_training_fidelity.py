@@ -10,7 +10,9 @@ from conftest import fresh_cnn
 import tpap_nb as tp
 from tpap_nb import train as T
 from tpap_nb.attacks import fgsm
-from tpap_nb.config import AUTHORS_SCHEDULE, RUN_DEFAULTS, attack_eps
+from tpap_nb.config import AUTHORS_SCHEDULE
+
+BASE = tp.get_profile("smoke")  # a complete config; each test changes what it is about
 
 
 def _bn(model):
@@ -32,7 +34,7 @@ def _one_step(model, x, y, cfg):
 def test_clean_bn_forward_changes_bn_statistics_and_nothing_else(recipe):
     torch.manual_seed(0)
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    cfg = {**RUN_DEFAULTS, "recipe": recipe, "eps": 0.2, "pgd_alpha": 0.05, "pgd_steps": 3}
+    cfg = BASE | {"recipe": recipe, "eps": 0.2, "pgd_alpha": 0.05, "pgd_steps": 3}
     m_off, m_on = fresh_cnn(1), fresh_cnn(1)
     torch.manual_seed(1)
     loss_off = _one_step(m_off, x, y, cfg)
@@ -51,7 +53,7 @@ def test_clean_bn_forward_is_the_authors_order_clean_then_adversarial():
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
     model = fresh_cnn(2)
     ref = copy.deepcopy(model)
-    T.training_loss(model.train(), x, y, {**RUN_DEFAULTS, "recipe": "fgsm", "eps": 0.2, "clean_bn_forward": True})
+    T.training_loss(model.train(), x, y, BASE | {"recipe": "fgsm", "eps": 0.2, "clean_bn_forward": True})
     x_adv = fgsm(ref.eval(), x, y, 0.2)
     ref.train()
     with torch.no_grad():
@@ -87,7 +89,7 @@ def test_trades_and_mart_pass_clean_and_adversarial_batches_separately(recipe):
     x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
     calls = []
     model.register_forward_pre_hook(lambda m, inp: calls.append((m.training, len(inp[0]), inp[0].detach().clone())))
-    T.training_loss(model.train(), x, y, {**RUN_DEFAULTS, "recipe": recipe, "eps": 0.1, "pgd_alpha": 0.03,
+    T.training_loss(model.train(), x, y, BASE | {"recipe": recipe, "eps": 0.1, "pgd_alpha": 0.03,
                                           "pgd_steps": 2})
     train_calls = [c for c in calls if c[0]]
     assert [n for _, n, _ in train_calls] == [8, 8], "one clean and one adversarial batch, never joined"
@@ -112,19 +114,19 @@ def test_authors_schedule_is_offered_by_name():
 # ------------------------------------------------------------------ three radii
 def test_cifar100_paper_trains_fgsm_ro_at_12_and_attacks_and_baselines_at_8():
     cfg = tp.get_profile("paper", dataset="cifar100")
-    assert cfg["eps"] == pytest.approx(12 / 255) and attack_eps(cfg) == pytest.approx(8 / 255)
+    assert cfg["eps"] == pytest.approx(12 / 255) and cfg["attack_eps"] == pytest.approx(8 / 255)
     assert cfg["xi"] == pytest.approx(8 / 255)
     for recipe in ("fgsm", "fgsm_multi", "fgsm_trades", "fgsm_mart"):
         assert T.recipe_config(cfg, recipe)["eps"] == pytest.approx(12 / 255)
     for recipe in ("pgd", "trades", "mart"):
         rc = T.recipe_config(cfg, recipe)
-        assert rc["eps"] == pytest.approx(8 / 255) and attack_eps(rc) == pytest.approx(8 / 255)
-    from tpap_nb.evaluate import profile_overrides
+        assert rc["eps"] == pytest.approx(8 / 255) and rc["attack_eps"] == pytest.approx(8 / 255)
+    from tpap_nb.evaluate import attack_overrides
 
-    over = profile_overrides("pgd20", T.recipe_config(cfg, "fgsm"))
+    over = attack_overrides("pgd20", T.recipe_config(cfg, "fgsm"))
     assert "eps" not in over or over["eps"] == pytest.approx(8 / 255)  # the paper's 8/255: nothing to move
     c10 = tp.get_profile("paper")
-    assert attack_eps(c10) == c10["eps"] == pytest.approx(8 / 255)
+    assert c10["attack_eps"] == c10["eps"] == pytest.approx(8 / 255)
     assert tp.get_profile("paper", dataset="cifar100", eps=10 / 255)["attack_eps"] == pytest.approx(10 / 255)
 
 
@@ -151,7 +153,7 @@ def test_fig5_sweep_varies_training_eps_with_attack_eps_and_xi_fixed(monkeypatch
     fig5.fig5_sweep(cfg, epochs=2, progress=False)
     eps_runs = runs[:3]
     assert [r["eps"] for r in eps_runs] == pytest.approx([0.3, 0.45, 0.6])
-    assert {attack_eps(r) for r in runs} == {cfg["eps"]} and {r["xi"] for r in runs} == {cfg["xi"]}
+    assert {r["attack_eps"] for r in runs} == {cfg["eps"]} and {r["xi"] for r in runs} == {cfg["xi"]}
 
 
 # ------------------------------------------------------------------ xi is chosen on a validation split

@@ -1,7 +1,6 @@
 """Profiles, paths, seeding and device: the one place settings come from."""
 from __future__ import annotations
 
-import math
 import os
 import random
 from pathlib import Path
@@ -9,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runtime import MEMORY_FORMATS, PRECISIONS, resolve_device
+from .runtime import resolve_device
+from .settings import Config, check_settings
 
 __version__ = "0.1.0"  # the package version (pyproject.toml); checkpoints record it
 REPO = Path(__file__).resolve().parent.parent
@@ -125,16 +125,18 @@ AUTHORS_SCHEDULE = {"cifar10": {"epochs": 100, "milestones": (75, 90, 140)},
                     "cifar100": {"epochs": 150, "milestones": (75, 90, 140)},
                     "svhn": {"epochs": 100, "milestones": (75, 90)},
                     "tiny-imagenet": {"epochs": 100, "milestones": (75, 90, 190)}}
-SCHEDULES = (None, "authors")
-# lr_schedule: "multistep" (lr x0.1 at each milestone, the paper's MultiStepLR) or "onecycle" (per step:
-# linear from 0 up to lr at 40 % of the steps, then linear down to 0; milestones unused).
-LR_SCHEDULES = ("multistep", "onecycle")
+# The authors' PGD-AT baseline scripts train 120 epochs with lr x0.1 at 75/90/110
+# (train_pgd_at_cifar10.py:117,122; TPAP_cifar100/train_pgd_at_cifar100.py:140,145) and at
+# epsilon = 0.031 (8/255) on both data sets (:148, :168). `paper` trains PGD-AT so unless its epochs or
+# milestones were changed (the resolved `pgd_at_schedule`; None: PGD-AT trains on the profile's schedule).
+PAPER_PGD_AT_SCHEDULE = {"epochs": 120, "milestones": (75, 90, 110)}
+# The radius the paper states its attacks at (Tab. 2): the registry's step sizes are written for it and move
+# in proportion to a profile's attack eps (evaluate.attack_overrides).
+PAPER_EPS = 8 / 255
 
-
-# Settings that are not part of a profile: their defaults (a training run's recipe and its
-# attack settings when a caller passes a bare dict to `train.fit`).
-RUN_DEFAULTS = dict(recipe="fgsm", alpha=None, pgd_steps=10, pgd_alpha=0.007, beta=6.0, n_train=None, width=None,
-                    clean_bn_forward=False, lr_schedule="multistep", **RUNTIME_AUTO)
+# Settings of a training run that no profile fixes: recipe (train.training_loss; get_or_train sets it) and
+# alpha, FGSM's step (None: eps, Algorithm 1).
+RUN_SETTINGS = dict(recipe="fgsm", alpha=None)
 
 # Notebook 07 per profile: a factor on the counts of experiments/adaptive.py's own attacks (PGD
 # steps and restarts, APGD steps, Square queries; the `settings` column says what ran), never on a
@@ -143,96 +145,27 @@ ADAPTIVE_SCALE = {"smoke": 0.1, "quick": 0.5, "cifar": 0.5}
 
 # Tab. 3 (experiments/table3.py) per profile: image side, fine-tuning epochs, test images attacked
 # (None: the whole test split). The paper gives neither the image size nor the schedule for Tab. 3:
-# `paper` takes the ImageNet size 224 and its CIFAR schedule. Other profiles use `quick`'s row.
+# `paper` takes the ImageNet size 224 and its CIFAR schedule. Other profiles use `quick`'s row. Every
+# profile trains Tab. 3 with the paper's optimiser (its lr, momentum, weight decay, PGD steps, beta; its
+# milestones scaled to the epochs) and attacks at TABLE3_EPS.
 CALTECH = {"smoke": {"size": 32, "epochs": 1, "n_test": 16},
            "quick": {"size": 64, "epochs": 5, "n_test": 200},
            "paper": {"size": 224, "epochs": 150, "n_test": None}}
+TABLE3_EPS = 8 / 255  # Tab. 3's attacks and purification
 
-# The speed bench (experiments/cost.py, `make bench`) on synthetic data: the paper's radii and
+# The speed bench (experiments/bench.py, `make bench`) on synthetic data: the paper's radii and
 # optimiser, PGD-10 with step eps / 4 for the PGD-AT phase.
 BENCH = dict(eps=8 / 255, xi=8 / 255, pgd_steps=10, pgd_alpha_per_eps=0.25, lr=0.01, momentum=0.9,
              weight_decay=1e-3, repeats=7, warmup=1, min_time=0.3)
 
-# The type of every profile setting (float also takes an int); NULLABLE ones may be None.
-SETTING_TYPES = {
-    "dataset": str, "model": str, "width": int, "epochs": int, "batch_size": int, "lr": float,
-    "milestones": (tuple, list), "momentum": float, "weight_decay": float, "eps": float, "xi": float,
-    "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int,
-    "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int,
-    "n_adaptive": int, "baselines": str, "sweep_epochs": int, "precision": str, "attack_precision": str,
-    "memory_format": str, "threads": int, "compile": (bool, str), "clean_bn_forward": bool, "attack_eps": float,
-    "schedule": str,
-    "benchmark_extras": bool, "lr_schedule": str, "retrain": bool,
-}
-NULLABLE = {"width", "n_train", "threads", "attack_eps", "schedule"}
-# Settings that take one of a few words.
-CHOICES = {"lr_schedule": LR_SCHEDULES, "precision": PRECISIONS, "attack_precision": PRECISIONS,
-           "memory_format": MEMORY_FORMATS}
-# Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (see get_profile).
-BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size": (1, False),
-          "n_eval": (1, False), "n_attack": (1, False), "n_adaptive": (1, False), "sweep_epochs": (1, False),
-          "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False), "threads": (1, False),
-          "eval_every": (0, False), "xi": (0, False), "attack_eps": (0, True), "pgd_alpha": (0, True),
-          "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}
 
-# Radii and step sizes in pixel units of [0, 1] images (eps = 8 is a forgotten /255).
-RADII = ("eps", "xi", "attack_eps", "pgd_alpha")
-
-
-def _type_ok(value, kind) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool):
-        return bool in kinds
-    if float in kinds and isinstance(value, int):
-        return True
-    return isinstance(value, kinds)
-
-
-def check_settings(cfg: dict, allow_negative_xi: bool = False) -> dict:
-    """Refuse a wrong type or an out-of-range value with one error naming the setting and what it takes."""
-    problems = []
-    for key, value in cfg.items():
-        kind = SETTING_TYPES.get(key)
-        if kind is None or (value is None and key in NULLABLE):
-            continue
-        if not _type_ok(value, kind):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            problems.append(f"{key}={value!r} is a {type(value).__name__}, expected {names}"
-                            + (" (or None)" if key in NULLABLE else ""))
-            continue
-        if key in CHOICES and value not in CHOICES[key]:
-            problems.append(f"{key}={value!r} must be one of {CHOICES[key]}")
-            continue
-        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
-            problems.append(f"{key}={value!r} must be a finite number")
-            continue
-        if key in RADII and abs(value) > 1:
-            problems.append(f"{key}={value!r} must be in [0, 1]: radii are in pixel units "
-                            f"(did you mean {value:g}/255?)")
-            continue
-        bound = BOUNDS.get(key)
-        if bound is None or (key == "xi" and allow_negative_xi):
-            continue
-        low, strict = bound
-        if value < low or (strict and value == low):
-            problems.append(f"{key}={value!r} must be {'>' if strict else '>='} {low}")
-    if not problems and isinstance(cfg.get("milestones"), (tuple, list)):
-        if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in cfg["milestones"]):
-            problems.append(f"milestones={cfg['milestones']!r} must be epochs (integers >= 1)")
-    if not problems and cfg.get("schedule") not in SCHEDULES:
-        problems.append(f"schedule={cfg['schedule']!r} must be one of {SCHEDULES}")
-    if problems:
-        hint = (" (a negative xi steps towards the predicted label: pass allow_negative_xi=True to do that "
-                "on purpose)" if any(p.startswith("xi=") and "must be >=" in p for p in problems) else "")
-        raise ValueError(f"Bad setting(s) for profile {cfg.get('profile')!r}: " + "; ".join(problems) + hint + ".")
-    return cfg
-
-
-def get_profile(name: str = "quick", allow_negative_xi: bool = False, **overrides) -> dict:
-    """The full set of values of profile `name`, with any non-None overrides applied, checked (`check_settings`)."""
+def get_profile(name: str = "quick", allow_negative_xi: bool = False, **overrides) -> Config:
+    """Profile `name` resolved once into a checked, read-only Config: its table, any non-None overrides, then
+    what depends on them (the attack eps, `paper`'s batch and data-set eps, the authors' schedules, Tab. 3,
+    the adaptive scale, the bench). Nothing below reads the profile's name again."""
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
-    cfg = dict(PROFILES[name], profile=name)
+    cfg = dict(PROFILES[name], profile=name, **RUN_SETTINGS, adaptive_scale=ADAPTIVE_SCALE.get(name, 1.0))
     unknown = set(overrides) - set(cfg)
     if unknown:
         raise ValueError(f"Unknown setting(s) {sorted(unknown)}; a profile has {sorted(cfg)}.")
@@ -241,24 +174,30 @@ def get_profile(name: str = "quick", allow_negative_xi: bool = False, **override
     check_settings(cfg, allow_negative_xi)
     if cfg["attack_eps"] is None:  # the test attacks' radius: the profile's eps, before a training-only change
         cfg["attack_eps"] = cfg["eps"]
+    paper = PROFILES["paper"]
+    own = dict(epochs=paper["epochs"], milestones=paper["milestones"])  # the schedule PGD-AT's replaces
+    baseline_eps = None
     if name == "paper":
         if "batch_size" not in given:
             cfg["batch_size"] = PAPER_BATCH.get((cfg["model"], cfg["dataset"]), 128)
         if "eps" not in given:
             cfg["eps"] = PAPER_TRAIN_EPS.get(cfg["dataset"], cfg["eps"])
+        # FGSM-RO trains at a data set's own eps (CIFAR-100: 12/255), PGD-AT, TRADES and MART at the attack eps
+        if cfg["dataset"] in PAPER_TRAIN_EPS and abs(cfg["eps"] - PAPER_TRAIN_EPS[cfg["dataset"]]) < 1e-12:
+            baseline_eps = cfg["attack_eps"]
     if cfg["schedule"] == "authors":
         if cfg["dataset"] not in AUTHORS_SCHEDULE:
             raise ValueError(f"schedule='authors' is known for {sorted(AUTHORS_SCHEDULE)} (the authors' scripts), "
                              f"not {cfg['dataset']!r}; pass epochs and milestones instead.")
-        cfg |= {k: v for k, v in AUTHORS_SCHEDULE[cfg["dataset"]].items() if k not in given}
-    if isinstance(cfg["milestones"], list):
-        cfg["milestones"] = tuple(cfg["milestones"])
-    return cfg
-
-
-def attack_eps(cfg: dict) -> float:
-    """The radius of the test attacks: cfg['attack_eps'], or the training eps where a bare dict has none."""
-    return cfg.get("attack_eps") or cfg["eps"]
+        own = AUTHORS_SCHEDULE[cfg["dataset"]]
+        cfg |= {k: v for k, v in own.items() if k not in given}
+    unchanged = cfg["epochs"] == own["epochs"] and tuple(cfg["milestones"]) == tuple(own["milestones"])
+    table3 = CALTECH.get(name, CALTECH["quick"]) | {"eps": TABLE3_EPS} | {
+        k: paper[k] for k in ("lr", "momentum", "weight_decay", "pgd_steps", "beta")} | {
+        "paper_epochs": paper["epochs"], "paper_milestones": paper["milestones"]}
+    return Config(cfg | {"status": PROFILE_STATUS.get(name), "baseline_eps": baseline_eps,
+                         "pgd_at_schedule": PAPER_PGD_AT_SCHEDULE if name == "paper" and unchanged else None,
+                         "table3": table3, "bench": BENCH}, allow_negative_xi)
 
 
 def home() -> Path:

@@ -36,10 +36,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .config import RUN_DEFAULTS, attack_eps
 from .data import Dataset, batches
 from .evaluate import robust_predictions
 from .runtime import runtime_for
+from .settings import as_config
 from .train import OPTIONAL_RUN_KEYS, RUN_KEYS, _versions, fast_spec, lr_scheduler, save_checkpoint, train_step
 
 
@@ -80,7 +80,7 @@ def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None 
     data on this rank's device and the same cfg. Returns per-epoch records with the global mean loss.
     With `ckpt`, rank 0 saves a `fit`-compatible checkpoint each epoch (`load_model` reads it).
     """
-    cfg = {**RUN_DEFAULTS, **cfg}
+    cfg = as_config(cfg)
     rank, world_size = world()
     device = next(model.parameters()).device
     if sync_bn:
@@ -188,9 +188,8 @@ def launch(fn, world_size: int = 2, *args, backend: str = "gloo", start_method: 
 def main(argv=None) -> dict:
     """Entry point under torchrun: train with DDP, evaluate clean/FGSM with and without TPAP, save."""
     from .attacks.base import fgsm
-    from .config import get_profile, set_seed
-    from .data import load_dataset
-    from .models import build_model
+    from .config import get_profile
+    from .runs import fresh_model, run_data
 
     p = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m tpap_nb.distributed")
     p.add_argument("--profile", default="quick")
@@ -202,7 +201,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm (CUDA only)")
     p.add_argument("--out", default=None, help="rank 0 saves a tpap_nb checkpoint here")
     a = p.parse_args(argv)
-    cfg = {**RUN_DEFAULTS, **get_profile(a.profile, **{k: getattr(a, k) for k in overrides}), "recipe": a.recipe}
+    cfg = get_profile(a.profile, recipe=a.recipe, **{k: getattr(a, k) for k in overrides})
     cuda = cfg["device"] != "cpu" and torch.cuda.is_available()
     owner = not dist.is_initialized()  # torchrun: we create the group; launch(): it exists already
     if owner:
@@ -213,16 +212,12 @@ def main(argv=None) -> dict:
     if cuda:
         torch.cuda.set_device(device)
     try:
-        data = load_dataset(cfg["dataset"])
-        if cfg.get("n_train"):
-            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
-        data = data.to(device)
-        set_seed(cfg["seed"])
-        model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width")).to(device)
+        data = run_data(cfg, device=device)
+        model = fresh_model(cfg, data)
         history = fit_ddp(model, data, cfg, ckpt=a.out, sync_bn=a.sync_bn)
         xte, yte = data.test_batch(cfg["n_eval"])
         rec = {"clean": evaluate_ddp(model, xte, yte, None, cfg["xi"]),
-               "fgsm": evaluate_ddp(model, xte, yte, lambda u, v: fgsm(model, u, v, attack_eps(cfg)), cfg["xi"])}
+               "fgsm": evaluate_ddp(model, xte, yte, lambda u, v: fgsm(model, u, v, cfg["attack_eps"]), cfg["xi"])}
         summary = {k: {m: r[f"acc_{m}"] for m in ("bare", "tpap")} for k, r in rec.items()}
         if rank == 0:
             print(json.dumps({"world_size": world_size, "history": history, "accuracy": summary,

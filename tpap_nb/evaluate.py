@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .attacks.registry import Attack, attack_info, attack_label, attack_settings, build_attack
 from .checks import check_images, check_labels, check_model_input, check_radius, inputs_checked
-from .config import __version__, attack_eps, runs_root
+from .config import PAPER_EPS, __version__, runs_root
 from .models import eval_mode
 from .purify import purify_with_pred
 from .runtime import Runtime, runtime_for
@@ -101,18 +101,18 @@ def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512, cfg=None,
 
 # ----------------------------------------------------------------------------- the record store
 
-PAPER_EPS = 8 / 255
 EPS_KEYS = {"fgsm": ("eps",), "pgd20": ("eps", "alpha"), "pgd100": ("eps", "alpha"), "aa": ("eps",),
             "fwa": ("eps",), "tidim": ("eps", "alpha"), "dim": ("eps", "alpha")}
 
 
-def profile_overrides(name: str, cfg: dict) -> dict:
-    """The run's seed, and the paper's radii and step sizes moved to the profile's eps in proportion.
+def attack_overrides(name: str, cfg: Mapping) -> dict:
+    """The settings attack `name` runs with on this config: the run's seed, and the paper's radii and step sizes
+    (config.PAPER_EPS) moved to the config's attack eps in proportion.
 
     Never an iteration count: an attack called `pgd20` runs 20 steps on every profile.
     """
     over = {"seed": int(cfg.get("seed") or 0)}
-    eps = attack_eps(cfg)  # the test-attack radius, not the training eps (config.attack_eps)
+    eps = cfg["attack_eps"]  # the test-attack radius, not the training eps
     if abs(eps - PAPER_EPS) > 1e-9:
         base = attack_settings(name)
         over |= {k: base[k] * eps / PAPER_EPS for k in EPS_KEYS.get(name, ())}
@@ -120,18 +120,18 @@ def profile_overrides(name: str, cfg: dict) -> dict:
 
 
 def pgd20_attack(model: nn.Module, cfg: dict) -> Attack:
-    """The one PGD-20 of the kit: the registry's `pgd20` at the profile's eps and seed (`profile_overrides`).
+    """The one PGD-20 of the kit: the registry's `pgd20` at the profile's eps and seed (`attack_overrides`).
 
     20 steps of 0.003 at 8/255 (the authors' step), scaled in proportion to eps elsewhere, random
     start from cfg['seed']. The per-epoch history (train.evaluate_epoch), Tab. 2, Tab. 6, the xi
     sweep, the seed checks, t-SNE and the notebooks all call this.
     """
-    return build_attack("pgd20", model, **profile_overrides("pgd20", cfg))
+    return build_attack("pgd20", model, **attack_overrides("pgd20", cfg))
 
 
 def pgd20_step(cfg: dict) -> float:
     """The step size of `pgd20_attack` on profile cfg (0.003 at 8/255, in proportion to eps elsewhere)."""
-    return attack_settings("pgd20", **profile_overrides("pgd20", cfg))["alpha"]
+    return attack_settings("pgd20", **attack_overrides("pgd20", cfg))["alpha"]
 
 
 def records_path() -> Path:
@@ -207,7 +207,7 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgs
                                                x.device.type, str(torch.__version__))
     out = []
     for name in tqdm(attacks, desc="attacks", disable=not progress):
-        over = profile_overrides(name, cfg) | (overrides or {}).get(name, {})
+        over = attack_overrides(name, cfg) | (overrides or {}).get(name, {})
         settings = attack_settings(name, **over)
         key = _key(ckpt, name, settings, len(y), xi, cfg.get("seed"), rt.attack_precision, what)
         if key in cached and what is not None:

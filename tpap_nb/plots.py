@@ -5,11 +5,12 @@ import datetime as _dt
 import functools
 import json
 import subprocess
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import torch
 
-from .config import PROFILE_STATUS, REPO, figures_root, get_device
+from .config import REPO, figures_root, get_device
 
 PALETTE = {"clean": "#1b9e77", "fgsm": "#d95f02", "pgd20": "#7570b3", "tpap": "#e7298a"}
 LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20"}
@@ -59,7 +60,7 @@ class Saved(dict):
         return f"saved {where}/{self['figure']} (profile {self['profile']}, {self['device']}, commit {self['commit']})"
 
 
-def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, device=None, **numbers) -> Saved:
+def save_figure(fig, name: str, cfg: Mapping | None = None, pdf: bool = False, device=None, **numbers) -> Saved:
     """Save `fig` as <name>.png (and .pdf) with <name>.json (profile, device, commit, date, numbers) in
     `config.figures_root()`: $TPAP_FIGURES (`make run`: figures/<profile>/), else build/figures/.
 
@@ -69,7 +70,7 @@ def save_figure(fig, name: str, cfg: dict | None = None, pdf: bool = False, devi
     out = figures_root()
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg or {}
-    status = PROFILE_STATUS.get(cfg.get("profile"))
+    status = cfg.get("status")  # config.PROFILE_STATUS, resolved by get_profile
     if status:  # a profile that is not what its settings suggest says so on the image itself
         fig.text(0.005, 0.003, f"profile {cfg['profile']}: {status}", fontsize=7, color="0.3", va="bottom")
     fig.savefig(out / f"{name}.png")

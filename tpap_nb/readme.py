@@ -77,9 +77,9 @@ def _account(profile: str) -> str:
 def _labels(settings: dict) -> str:
     """What the iterative columns ran (steps x step, restarts / queries, radius), from the run's settings."""
     from .attacks.registry import attack_label, attack_settings
-    from .evaluate import profile_overrides
+    from .evaluate import attack_overrides
 
-    return "; ".join(attack_label(a, attack_settings(a, **profile_overrides(a, settings))) for a in LABELLED)
+    return "; ".join(attack_label(a, attack_settings(a, **attack_overrides(a, settings))) for a in LABELLED)
 
 
 def seed_spread(settings: dict, measurements: Path | None = None) -> str:

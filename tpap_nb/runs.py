@@ -19,6 +19,7 @@ import hashlib
 import json
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -100,7 +101,25 @@ def load_shipped(rec: dict, device: torch.device) -> tuple[torch.nn.Module, list
     return model.to(device).eval(), state["history"]
 
 
-def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: Dataset | None = None):
+def run_data(cfg: Mapping, data: Dataset | None = None, device: torch.device | None = None) -> Dataset:
+    """The data set a run of cfg uses: `data` or cfg's data set loaded, its n_train subset (seeded with cfg's
+    seed), on `device` (default: cfg['device'] resolved). Every training entry point starts here."""
+    if data is None:
+        data = load_dataset(cfg["dataset"])
+        if cfg["n_train"]:
+            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
+    return data.to(device if device is not None else get_device(cfg["device"]))
+
+
+def fresh_model(cfg: Mapping, data: Dataset, pretrained: bool = True) -> torch.nn.Module:
+    """cfg's architecture for `data`, built after set_seed(cfg['seed']) (the same weights every time), on the
+    data's device."""
+    set_seed(cfg["seed"])
+    return build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"],
+                       pretrained=pretrained).to(data.x_train.device)
+
+
+def get_or_train(cfg: Mapping, recipe: str = "fgsm", progress: bool = True, data: Dataset | None = None):
     """The network for (profile settings, recipe): your checkpoint when complete, else a shipped one whose
     settings match (unless cfg['retrain']), else trained (or resumed) into runs/checkpoints.
 
@@ -108,12 +127,8 @@ def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: D
     notebook calls this, so it also runs alone.
     """
     cfg = recipe_config(cfg, recipe)
-    device = get_device(cfg.get("device", "auto"))
-    if data is None:
-        data = load_dataset(cfg["dataset"])
-        if cfg.get("n_train"):
-            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
-    data = data.to(device)
+    device = get_device(cfg["device"])
+    data = run_data(cfg, data, device)
     path = checkpoint_path(cfg)
     complete = path.exists() and len(read_checkpoint(path)["history"]) >= cfg["epochs"]
     rec = None if complete or cfg.get("retrain") else shipped_record(cfg)
@@ -126,16 +141,14 @@ def get_or_train(cfg: dict, recipe: str = "fgsm", progress: bool = True, data: D
         model.provenance = (f"shipped checkpoint {model.checkpoint.name} (trained in {minutes:.0f} min on "
                             f"{rec['runtime_label']}, commit {rec['commit']}; sha256 checked); retrain=True trains "
                             "it here instead")
-        history = reevaluated(model, data, cfg | {"eval_every": cfg.get("eval_every") or 1}, history,
+        history = reevaluated(model, data, cfg | {"eval_every": cfg["eval_every"] or 1}, history,
                               model.checkpoint.name)
         if progress:
             print(f"{recipe}: {model.provenance}")
         return model, history, data
-    set_seed(cfg["seed"])
-    # A pretrained model needs its download only when no checkpoint will replace the weights.
-    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width"),
-                        pretrained=not path.exists()).to(device)
     existed = path.exists()
+    # A pretrained model needs its download only when no checkpoint will replace the weights.
+    model = fresh_model(cfg, data, pretrained=not existed)
     t0 = time.perf_counter()
     history = fit(model, data, cfg, ckpt=path, progress=progress)
     model.checkpoint = path

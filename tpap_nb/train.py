@@ -10,6 +10,7 @@ import pickle
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,21 +20,13 @@ from tqdm.auto import tqdm
 
 from .attacks.base import fgsm, pgd, pgd_loop
 from .checks import inputs_checked
-from .config import (
-    AUTHORS_SCHEDULE,
-    PAPER_TRAIN_EPS,
-    PROFILES,
-    RUN_DEFAULTS,
-    __version__,
-    attack_eps,
-    runs_root,
-)
+from .config import __version__, runs_root
 from .data import Dataset, batches, to_float
 from .evaluate import pgd20_attack, robust_accuracy
 from .models import build_model
 from .runtime import Runtime, runtime_for
+from .settings import RECIPES, as_config
 
-RECIPES = ("plain", "fgsm", "fgsm_multi", "pgd", "trades", "mart", "fgsm_trades", "fgsm_mart", "cw2")
 # Settings that define a training run: a checkpoint is only resumed or reused when all match.
 RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "batch_size", "lr",
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
@@ -52,30 +45,20 @@ def fast_spec(rt: Runtime) -> dict:
             "compile": rt.compile}
 
 
-# The authors' PGD-AT baseline scripts train 120 epochs with lr x0.1 at 75/90/110
-# (train_pgd_at_cifar10.py:117,122; TPAP_cifar100/train_pgd_at_cifar100.py:140,145) and at
-# epsilon = 0.031 (8/255) on both data sets (:148, :168). `recipe_config` applies them on `paper`.
-PAPER_PGD_AT_SCHEDULE = {"epochs": 120, "milestones": (75, 90, 110)}
-# Recipes trained at the FGSM-RO eps; the others (PGD-AT, TRADES, MART) train at the attack eps on `paper`.
+# Recipes trained at the FGSM-RO eps; the others (PGD-AT, TRADES, MART) at cfg['baseline_eps'] where it is set.
 FGSM_RECIPES = ("fgsm", "fgsm_multi", "fgsm_trades", "fgsm_mart")
 
 
-def recipe_config(cfg: dict, recipe: str) -> dict:
-    """cfg for training `recipe`: defaults filled in. On `paper`, PGD-AT gets the authors' schedule
-    unless epochs or milestones were overridden, and the PGD-based baselines train at the attack
-    eps (8/255) where FGSM-RO trains at a data set's own eps (CIFAR-100: 12/255)."""
-    cfg = {**RUN_DEFAULTS, **cfg, "recipe": recipe}
-    if cfg.get("profile") != "paper":
-        return cfg
-    paper = PROFILES["paper"]
-    own = AUTHORS_SCHEDULE.get(cfg["dataset"], paper) if cfg.get("schedule") == "authors" else paper
-    if (recipe == "pgd" and cfg["epochs"] == own["epochs"]
-            and tuple(cfg["milestones"]) == tuple(own["milestones"])):
-        cfg |= PAPER_PGD_AT_SCHEDULE
-    train_eps = PAPER_TRAIN_EPS.get(cfg["dataset"])
-    if recipe not in FGSM_RECIPES and train_eps is not None and abs(cfg["eps"] - train_eps) < 1e-12:
-        cfg["eps"] = attack_eps(cfg)
-    return cfg
+def recipe_config(cfg: Mapping, recipe: str) -> Mapping:
+    """cfg for training `recipe`: PGD-AT on cfg['pgd_at_schedule'] where it is set (`paper`: the authors' 120
+    epochs), the PGD-based baselines at cfg['baseline_eps'] where it is set (`paper` on CIFAR-100: the attack
+    eps 8/255, where FGSM-RO trains at 12/255). Both are resolved by config.get_profile."""
+    cfg, changes = as_config(cfg), {"recipe": recipe}
+    if recipe == "pgd" and cfg["pgd_at_schedule"] is not None:
+        changes |= cfg["pgd_at_schedule"]
+    if recipe not in FGSM_RECIPES and cfg["baseline_eps"] is not None:
+        changes["eps"] = cfg["baseline_eps"]
+    return cfg | changes
 
 
 class CheckpointError(RuntimeError):
@@ -168,10 +151,10 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
 def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
     """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP.
 
-    The attacks use the attack eps (`config.attack_eps`), not the training eps, and run in the
+    The attacks use the attack eps (cfg['attack_eps']), not the training eps, and run in the
     runtime's attack precision (`robust_accuracy` takes it from cfg).
     """
-    n, eps, xi = cfg["n_eval"], attack_eps(cfg), cfg["xi"]
+    n, eps, xi = cfg["n_eval"], cfg["attack_eps"], cfg["xi"]
     xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
     xte, yte = data.test_batch(n)
     attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
@@ -186,7 +169,7 @@ def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
 
 def eval_settings(cfg: dict) -> dict:
     """What an evaluated epoch's numbers depend on beyond the weights (recorded in the history)."""
-    return {"eval_xi": float(cfg["xi"]), "eval_eps": float(attack_eps(cfg)), "eval_n": int(cfg["n_eval"]),
+    return {"eval_xi": float(cfg["xi"]), "eval_eps": float(cfg["attack_eps"]), "eval_n": int(cfg["n_eval"]),
             "eval_precision": runtime_for(cfg).attack_precision}
 
 
@@ -456,7 +439,7 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
     settings (precision, channels_last inputs, threads, compile) come from `runtime.runtime_for(cfg)`;
     the model's own weights and memory format are left as they are.
     """
-    cfg = {**RUN_DEFAULTS, **cfg}
+    cfg = as_config(cfg)
     device = next(model.parameters()).device
     rt = runtime_for(cfg, device)
     # Training steps run through the compiled module; it shares the weights, so checkpoints,

@@ -6,7 +6,7 @@ called `pgd20`, `pgd100` or `aa` always runs its definition: there is no iterati
 profile that must save time attacks fewer examples). A count passed explicitly (`steps=5`) is
 honoured but marks the label (`attack_label`: "custom: steps 5, definition 20"). Two settings exist
 for every attack: `batch_size` (default 128, the authors' test batch) splits the input, and `seed`
-(default 0; `evaluate.profile_overrides` passes the run's cfg['seed']) seeds all of the attack's
+(default 0; `evaluate.attack_overrides` passes the run's cfg['seed']) seeds all of the attack's
 randomness (PGD's random start, DIM's diversity, TI-DIM's, DDN's random directions, APGD, FAB and
 Square): the attack runs inside torch.random.fork_rng with torch.manual_seed(seed) and gets a CPU
 torch.Generator seeded with it where it takes one, so the same call gives the same x_adv and the

@@ -25,13 +25,14 @@ import argparse
 import json
 import platform
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from ..checks import inputs_checked
-from ..config import BENCH, get_profile, set_seed
+from ..config import get_profile, set_seed
 from ..data import SHAPES, Dataset
 from ..models import build_model
 from ..purify import TPAP
@@ -56,8 +57,8 @@ class Shape:
     classes: int = 10
 
     @classmethod
-    def of_profile(cls, name: str) -> Shape:
-        cfg = get_profile(name)
+    def of_profile(cls, cfg: Mapping) -> Shape:
+        """The model, width and batch of a config, on its data set's shape (data.SHAPES)."""
         channels, size, classes = SHAPES.get(cfg["dataset"], (3, 32, 10))
         return cls(cfg["model"], cfg["width"], cfg["batch_size"], channels, size, classes)
 
@@ -66,9 +67,29 @@ class Shape:
 class Timing:
     """How long to time: repeats of each phase after warm-up calls, each repeat at least min_time seconds."""
 
-    repeats: int = BENCH["repeats"]
-    warmup: int = BENCH["warmup"]
-    min_time: float = BENCH["min_time"]
+    repeats: int
+    warmup: int
+    min_time: float
+
+    @classmethod
+    def of(cls, cfg: Mapping) -> Timing:
+        """The config's (cfg['bench'], config.BENCH)."""
+        b = cfg["bench"]
+        return cls(b["repeats"], b["warmup"], b["min_time"])
+
+
+def bench_config(cfg: Mapping, shape: Shape, rt: Runtime, seed: int = 0) -> Mapping:
+    """What the bench trains with: cfg['bench']'s radii and optimiser on the shape's model and batch, one epoch,
+    no evaluation, no clean forward (as the written-out step), in runtime `rt`."""
+    b = cfg["bench"]
+    eps = b["eps"]
+    return cfg | dict(
+        dataset="synthetic", model=shape.model, width=shape.width, eps=eps, attack_eps=eps, xi=b["xi"], alpha=eps,
+        pgd_steps=b["pgd_steps"], pgd_alpha=b["pgd_alpha_per_eps"] * eps, epochs=1, batch_size=shape.batch_size,
+        lr=b["lr"], milestones=(), momentum=b["momentum"], weight_decay=b["weight_decay"], n_train=None, n_eval=1,
+        eval_every=0, seed=seed, clean_bn_forward=False, lr_schedule="multistep", device=str(rt.device),
+        precision=rt.precision, attack_precision=rt.attack_precision,
+        memory_format="channels_last" if rt.channels_last else "contiguous", threads=rt.threads, compile=rt.compile)
 
 
 def _loop_fgsm_step(model, opt, x, y, eps: float, rt: Runtime) -> None:
@@ -88,9 +109,10 @@ def _loop_fgsm_step(model, opt, x, y, eps: float, rt: Runtime) -> None:
     opt.step()
 
 
-def _phases(shape: Shape, rt: Runtime, phases, seed: int) -> dict:
+def _phases(shape: Shape, rt: Runtime, phases, seed: int, cfg: Mapping) -> dict:
     """One zero-argument step per phase, each on its own copy of a seeded model (a step changes the weights)."""
-    eps, xi = BENCH["eps"], BENCH["xi"]
+    run = bench_config(cfg, shape, rt, seed)
+    eps, xi = run["eps"], run["xi"]
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape.batch_size, shape.channels, shape.image_size, shape.image_size, generator=g).to(rt.device)
     y = torch.randint(0, shape.classes, (shape.batch_size,), generator=g).to(rt.device)
@@ -100,18 +122,11 @@ def _phases(shape: Shape, rt: Runtime, phases, seed: int) -> dict:
     augment = "crop_flip" if shape.image_size >= 32 else "none"
     data = Dataset("synthetic", u8, torch.arange(n_fit) % shape.classes, u8[:1], torch.zeros(1, dtype=torch.long),
                    [str(i) for i in range(shape.classes)], augment).to(rt.device)
-    run = dict(eps=eps, xi=xi, alpha=eps, pgd_steps=BENCH["pgd_steps"], pgd_alpha=BENCH["pgd_alpha_per_eps"] * eps,
-               epochs=1, batch_size=shape.batch_size, lr=BENCH["lr"], milestones=(), momentum=BENCH["momentum"],
-               weight_decay=BENCH["weight_decay"], n_eval=1, eval_every=0, seed=seed, device=str(rt.device),
-               precision=rt.precision, attack_precision=rt.attack_precision,
-               memory_format="channels_last" if rt.channels_last else "contiguous", threads=rt.threads,
-               compile=rt.compile)
-
     def fresh():
         set_seed(seed)
         model = build_model(shape.model, shape.classes, shape.channels, shape.width, pretrained=False).to(rt.device)
-        opt = torch.optim.SGD(model.parameters(), lr=BENCH["lr"], momentum=BENCH["momentum"],
-                              weight_decay=BENCH["weight_decay"])
+        opt = torch.optim.SGD(model.parameters(), lr=run["lr"], momentum=run["momentum"],
+                              weight_decay=run["weight_decay"])
         return model, opt
 
     def kit(recipe):
@@ -151,13 +166,17 @@ def _phases(shape: Shape, rt: Runtime, phases, seed: int) -> dict:
     return {name: makers[name]() for name in phases}
 
 
-def run_bench(shape: Shape, rt: Runtime, timing: Timing = Timing(), phases=PHASES, seed: int = 0) -> dict:
-    """Seconds per batch (fastest repeat, median, spread) of each phase under one runtime."""
+def run_bench(shape: Shape, rt: Runtime, timing: Timing | None = None, phases=PHASES, seed: int = 0,
+              cfg: Mapping | None = None) -> dict:
+    """Seconds per batch (fastest repeat, median, spread) of each phase under one runtime; settings and timing
+    from cfg (default: get_profile()), its `bench` group (config.BENCH)."""
+    cfg = cfg if cfg is not None else get_profile()
+    timing = timing or Timing.of(cfg)
     unknown = set(phases) - set(PHASES)
     if unknown or not phases:
         raise ValueError(f"Unknown phase(s) {sorted(unknown)}; choose from {PHASES}.")
     with rt.scope():
-        fns = _phases(shape, rt, phases, seed)
+        fns = _phases(shape, rt, phases, seed, cfg)
         times, iters = time_round_robin({k: (lambda i, fn=fn: fn()) for k, fn in fns.items()}, timing.repeats,
                                         timing.warmup, rt.device, timing.min_time)
     results = {}
@@ -170,14 +189,16 @@ def run_bench(shape: Shape, rt: Runtime, timing: Timing = Timing(), phases=PHASE
     return {"runtime": rt.record(), "label": rt.describe(), "results": results}
 
 
-def compare(shape: Shape, timing: Timing = Timing(), phases=PHASES, device: str = "auto", threads: int | None = None,
-            seed: int = 0) -> dict:
+def compare(shape: Shape, timing: Timing | None = None, phases=PHASES, device: str = "auto",
+            threads: int | None = None, seed: int = 0, cfg: Mapping | None = None) -> dict:
     """float32 against the fast path `runtime.resolve` picks on this device, in one run; ratios and targets."""
     fast = resolve(device, threads=threads)
     plain = replace(fast, precision="float32", attack_precision="float32", channels_last=False, compile=False)
-    runs = {"float32": run_bench(shape, plain, timing, phases, seed)}
+    cfg = cfg if cfg is not None else get_profile()
+    timing = timing or Timing.of(cfg)
+    runs = {"float32": run_bench(shape, plain, timing, phases, seed, cfg)}
     if fast != plain:
-        runs["fast"] = run_bench(shape, fast, timing, phases, seed)
+        runs["fast"] = run_bench(shape, fast, timing, phases, seed, cfg)
     sec = {k: {p: r["seconds_per_batch"] for p, r in v["results"].items()} for k, v in runs.items()}
     rec = {"shape": asdict(shape), "timing": asdict(timing), "device": str(fast.device),
            "device_name": torch.cuda.get_device_name(fast.device) if fast.device.type == "cuda" else cpu_name(),
@@ -234,17 +255,19 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="default: every core (tpap_nb.runtime)")
-    p.add_argument("--repeats", type=int, default=BENCH["repeats"])
-    p.add_argument("--warmup", type=int, default=BENCH["warmup"])
-    p.add_argument("--min-time", type=float, default=BENCH["min_time"])
+    p.add_argument("--repeats", type=int, default=None, help="default: the profile's (config.BENCH)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--min-time", type=float, default=None)
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
     p.add_argument("--json", default=None, help="also write the record here")
     a = p.parse_args(argv)
-    shape = Shape.of_profile(a.profile)
+    cfg = get_profile(a.profile)
+    shape = Shape.of_profile(cfg)
     shape = replace(shape, **{k: v for k, v in (("model", a.model), ("width", a.width), ("batch_size", a.batch_size))
                               if v is not None})
-    rec = compare(shape, Timing(a.repeats, a.warmup, a.min_time), tuple(s for s in a.phases.split(",") if s),
-                  a.device, a.threads)
+    timing = replace(Timing.of(cfg), **{k: v for k, v in (("repeats", a.repeats), ("warmup", a.warmup),
+                                                          ("min_time", a.min_time)) if v is not None})
+    rec = compare(shape, timing, tuple(s for s in a.phases.split(",") if s), a.device, a.threads, cfg=cfg)
     rec["profile"] = a.profile
     print(table(rec))
     if a.json:

@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import get_device, set_seed
-from ..data import Dataset, batches, load_dataset
-from ..models import build_model, eval_mode
+from ..data import Dataset, batches
+from ..models import eval_mode
 from ..purify import purify
+from ..runs import fresh_model, run_data
 from ..runtime import Runtime, resolve, runtime_for
 from ..train import checkpoint_path, read_checkpoint, recipe_config, train_step
 
@@ -237,17 +237,10 @@ def untrained_model(cfg: dict, data: Dataset | None = None) -> tuple[nn.Module, 
 
     Nothing is trained and no checkpoint is read or written: what a step costs depends on the
     architecture, the batch and the device, not on the weights, so Tab. 5 can be measured before
-    (or without) any training. The data set is loaded as `get_or_train` loads it (n_train subset).
+    (or without) any training. Data and model come as `get_or_train`'s do (`runs.run_data`, `runs.fresh_model`).
     """
-    if data is None:
-        data = load_dataset(cfg["dataset"])
-        if cfg.get("n_train"):
-            data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
-    device = get_device(cfg.get("device") or "auto")
-    data = data.to(device)
-    set_seed(cfg["seed"])
-    model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg.get("width"), pretrained=False)
-    return model.to(device).eval(), data
+    data = run_data(cfg, data)
+    return fresh_model(cfg, data, pretrained=False).eval(), data
 
 
 def hand_count(pgd_steps: int, convention: str = "measured", clean_bn_forward: bool = False) -> dict:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from ..config import attack_eps
 from ..runs import get_or_train
 from ..train import robust_overfitting_test
-
-LEVERS = ("training eps", "batch size", "learning rate")  # the panels, in Sec. 4.2's words
 
 
 def fig5_sweep(cfg: dict, eps_multiples=(1.0, 1.5, 2.0), batch_sizes=(32, 64, 128), lr_multiples=(0.2, 1.0, 2.0),
@@ -25,8 +22,7 @@ def fig5_sweep(cfg: dict, eps_multiples=(1.0, 1.5, 2.0), batch_sizes=(32, 64, 12
     epochs = epochs or cfg["epochs"]
     scale = epochs / cfg["epochs"]
     base = cfg | {"epochs": epochs, "milestones": tuple(max(1, round(m * scale)) for m in cfg["milestones"]),
-                  "eval_every": max(1, epochs // 6)}
-    base["attack_eps"] = attack_eps(cfg)
+                  "eval_every": max(1, epochs // 6)}  # cfg's attack eps stays: only the training eps varies
     runs = [("training eps", f"{m:g} x eps", base | {"eps": cfg["eps"] * m}) for m in eps_multiples]
     runs += [("batch size", f"bs {b}", base | {"batch_size": b}) for b in batch_sizes]
     runs += [("learning rate", f"lr {cfg['lr'] * m:.3g}", base | {"lr": cfg["lr"] * m}) for m in lr_multiples]

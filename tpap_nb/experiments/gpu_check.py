@@ -31,12 +31,10 @@ import torch
 
 from ..attacks.registry import attack_label, build_attack
 from ..checks import TorchattacksMissing
-from ..config import REPO, get_device, get_profile, set_seed
-from ..data import load_dataset
-from ..evaluate import profile_overrides, robust_predictions
-from ..models import build_model
+from ..config import REPO, get_device, get_profile
+from ..evaluate import attack_overrides, robust_predictions
 from ..plots import plot_history, save_figure
-from ..runs import get_or_train
+from ..runs import fresh_model, get_or_train, run_data
 from ..train import fit
 from .bench import Shape, Timing, compare
 
@@ -91,9 +89,8 @@ def stage_paper_epochs(cfg: dict, data, dev, epochs: int) -> dict:
     """Stage 2: seconds per epoch of the `paper` FGSM-RO training (no evaluation), float32 and the fast path."""
     out = {}
     for name, fast in (("float32", FLOAT32), ("fast", {})):
-        run = {**cfg, **fast, "epochs": epochs, "eval_every": 0}
-        set_seed(cfg["seed"])
-        model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"]).to(dev)
+        run = cfg | fast | {"epochs": epochs, "eval_every": 0}
+        model = fresh_model(cfg, data)
         _sync(dev)
         hist = fit(model, data, run, progress=False)
         secs = [h["train_seconds"] for h in hist]
@@ -116,7 +113,7 @@ def stage_tab2(model, data, cfg: dict, n: int, dev, toy: bool = False) -> list[d
     for name in TAB2_ATTACKS:
         t0 = time.perf_counter()
         try:
-            settings = profile_overrides(name, cfg) | (TOY_ATTACK_SETTINGS.get(name, {}) if toy else {})
+            settings = attack_overrides(name, cfg) | (TOY_ATTACK_SETTINGS.get(name, {}) if toy else {})
             attack = None if name == "clean" else build_attack(name, model, **settings)
         except TorchattacksMissing as err:
             rows.append({"attack": name, "skipped": str(err).splitlines()[0]})
@@ -195,10 +192,7 @@ def _run(out: Path, toy, budget_s, device, dataset, paper_epochs, n_tab2) -> dic
         return result
 
     stage("bench", 0 if toy else 60, lambda: stage_bench(dev, toy))
-    data = load_dataset(paper["dataset"])
-    if paper.get("n_train"):
-        data = data.subset(n_train=paper["n_train"], seed=paper["seed"])
-    data = data.to(dev)
+    data = run_data(paper, device=dev)
     stage("paper_epochs", 0 if toy else 90, lambda: stage_paper_epochs(paper, data, dev, 1 if toy else paper_epochs))
 
     trained = {}  # the gpu model for stage 4, kept out of the JSON record

@@ -24,7 +24,7 @@ import torch
 from ..attacks.registry import attack_label, build_attack
 from ..config import get_device
 from ..data import load_dataset
-from ..evaluate import profile_overrides, robust_predictions
+from ..evaluate import attack_overrides, robust_predictions
 from ..plots import git_commit
 from ..runtime import resolve
 from ..train import load_model
@@ -42,7 +42,7 @@ def measure(model, x, y, cfg: dict, attacks=ATTACKS, precisions=PRECISIONS, devi
         for precision in precisions:
             rt = resolve(device, precision=precision, attack_precision=precision,
                          memory_format="channels_last" if precision == "bf16" else "contiguous")
-            over = profile_overrides(name, cfg) if name != "clean" else {}
+            over = attack_overrides(name, cfg) if name != "clean" else {}
             attack = None if name == "clean" else build_attack(name, model, **over)
             t0 = time.perf_counter()
             res = robust_predictions(model, x, y, attack, xi=cfg["xi"], runtime=rt)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tqdm.auto import tqdm
 
 from ..attacks.base import fgsm
-from ..config import attack_eps, get_device, set_seed
+from ..config import get_device, set_seed
 from ..data import load_dataset
 from ..evaluate import pgd20_attack, robust_accuracy
 from ..models import build_model
@@ -47,7 +47,7 @@ def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0
     sets = {split: data.test_batch(n if split == "validation" else cfg["n_eval"])}
     if also_test:
         sets["test"] = full.test_batch(cfg["n_eval"])
-    eps, out = attack_eps(cfg), []
+    eps, out = cfg["attack_eps"], []
     rt = runtime_for(cfg, device)
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         set_seed(seed)

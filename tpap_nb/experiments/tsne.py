@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..attacks.base import fgsm
 from ..attacks.registry import attack_settings, build_attack
 from ..checks import check_images
-from ..evaluate import pgd20_attack, pgd20_step, predict, profile_overrides
+from ..evaluate import attack_overrides, pgd20_attack, pgd20_step, predict
 from ..models import eval_mode
 from ..purify import purify
 
@@ -24,18 +24,18 @@ def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dic
 
     'fgsm' is the kit's own; 'pgd20' is the kit's one PGD-20 (`evaluate.pgd20_attack`), 'pgd20_2eps'
     the same attack at twice the radius and step; other names go to the registry (`build_attack`)
-    with the profile's radius and seed (`evaluate.profile_overrides`), at their full definition.
+    with the profile's radius and seed (`evaluate.attack_overrides`), at their full definition.
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     eps = cfg.get("attack_eps") or cfg["eps"]
-    pgd20 = profile_overrides("pgd20", cfg)
+    pgd20 = attack_overrides("pgd20", cfg)
     pgd20 |= {"eps": 2 * attack_settings("pgd20", **pgd20)["eps"], "alpha": 2 * pgd20_step(cfg)}
     own = {"clean": None,
            "fgsm": lambda x, y: fgsm(model, x, y, eps),
            "pgd20": pgd20_attack(model, cfg),
            "pgd20_2eps": build_attack("pgd20", model, **pgd20)}
-    return {name: own[name] if name in own else build_attack(name, model, **profile_overrides(name, cfg))
+    return {name: own[name] if name in own else build_attack(name, model, **attack_overrides(name, cfg))
             for name in names}
 
 
