@@ -67,7 +67,7 @@ def trial_row(tag: str, args: dict, history: list[dict], test: dict | None, stat
     sec = statistics.median(h["train_seconds"] for h in history) if history else float("nan")
     sched = (f"one-cycle to {args['lr']}" if args.get("lr_schedule") == "onecycle"
              else f"{args['lr']}, x0.1 at {args.get('milestones') or '-'}")
-    cells = [tag, f"{args['model']} w{args['width']}", str(args.get("n_train_used", args.get("n_train") or "")),
+    cells = [tag, f"{args['model']} w{args['width']}", str(args.get("n_train_used") or args.get("n_train") or f"all but {args.get('n_val', '?')}"),
              f"{args['eps']:g} / {args['attack_eps']:g}", f"{sched}, wd {args['wd']:g}, bs {args['bs']}"
              + (", clean BN" if args.get("clean_bn") else ""),
              f"{len(history)} of {args['epochs']}", f"{sec:.0f}"]
