@@ -13,17 +13,16 @@ from tpap_nb.attacks.base import fgsm
 from tpap_nb.experiments.adaptive import (
     BareClassifier,
     DefendedClassifier,
-    accuracy_bars,
     eps_sweep,
     evaluate_adaptive,
     gradient_masking_flag,
     pgd_adaptive,
     reaches_zero,
-    sanity_sentence,
-    verdict,
     worst_case,
 )
+from tpap_nb.plots import accuracy_bars
 from tpap_nb.purify import TPAP
+from tpap_nb.report import adaptive_sanity_sentence, adaptive_verdict
 
 EPS, XI = 0.3, 0.15
 
@@ -172,8 +171,8 @@ def test_evaluate_adaptive_records_and_worst_case(tiny):
     square = min(r["accuracy"] for r in tpap if r["attack"] == "square")
     gradient = min(r["accuracy"] for r in tpap if r["attack"] in ("pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t"))
     assert gradient_masking_flag(records) is (square < gradient)  # the rule, on these records
-    assert ("its gradients are masked" in verdict(records)) is (square < gradient)
-    text = verdict(records)
+    assert ("its gradients are masked" in adaptive_verdict(records)) is (square < gradient)
+    text = adaptive_verdict(records)
     assert f"{by['TPAP', 'worst-case']['accuracy']:.1%}" in text
 
 
@@ -194,18 +193,18 @@ def test_gradient_masking_flag_and_verdict_follow_the_numbers():
     masked = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "pgd-bpda", 0.6), _rec("TPAP", "square", 0.2),
               _rec("TPAP", "worst-case", 0.2), _rec("bare", "clean", 0.95), _rec("bare", "worst-case", 0.05)]
     assert gradient_masking_flag(masked) is True
-    assert "above that of the bare model" in verdict(masked) and "masked" in verdict(masked)
+    assert "above that of the bare model" in adaptive_verdict(masked) and "masked" in adaptive_verdict(masked)
     fine = [dict(r) for r in masked]
     fine[2]["accuracy"], fine[3]["accuracy"], fine[5]["accuracy"] = 0.7, 0.1, 0.3
     assert gradient_masking_flag(fine) is False
     tie = [dict(r) for r in masked]
     tie[2]["accuracy"] = 0.6  # Square only equals the best gradient attack: no evidence of masking
     assert gradient_masking_flag(tie) is False
-    assert "below that of the bare model" in verdict(fine) and "no robustness beyond" in verdict(fine)
+    assert "below that of the bare model" in adaptive_verdict(fine) and "no robustness beyond" in adaptive_verdict(fine)
     with pytest.raises(ValueError, match="square"):
         gradient_masking_flag([_rec("TPAP", "pgd-bpda", 0.5)])
     with pytest.raises(ValueError, match="worst-case"):
-        verdict([_rec("TPAP", "clean", 0.9)])
+        adaptive_verdict([_rec("TPAP", "clean", 0.9)])
 
 
 def test_clear_errors(tiny):
@@ -227,7 +226,7 @@ def test_attacks_leave_the_callers_model_mode_alone():
 def test_verdict_finds_the_papers_protocol_whatever_the_bare_source_is_called():
     records = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "transfer:bare FGSM-RO", 0.8), _rec("TPAP", "pgd-bpda", 0.1),
                _rec("TPAP", "worst-case", 0.1)]
-    text = verdict(records)
+    text = adaptive_verdict(records)
     assert "Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps 80.0%" in text
     assert "overstates robustness by 70.0 points" in text
 
@@ -235,16 +234,16 @@ def test_verdict_finds_the_papers_protocol_whatever_the_bare_source_is_called():
 def test_sanity_sentence_follows_the_sweep_and_the_masking_rule():
     sweep = [{"attack": "pgd-bpda", "eps": e, "accuracy": a} for e, a in ((0.0, 0.9), (0.3, 0.4), (0.6, 0.02))]
     records = [_rec("TPAP", "pgd-bpda", 0.3), _rec("TPAP", "square", 0.5)]
-    text = sanity_sentence(sweep, records)
+    text = adaptive_sanity_sentence(sweep, records)
     assert "from 90.0% at eps = 0 to 2.0% at eps = 0.6: it reaches about 0" in text
     assert "Square leaves TPAP 50.0%, the strongest gradient attack (pgd-bpda) 30.0%: Square does not do better" in text
     stuck = [dict(r, accuracy=0.5) if r["eps"] == 0.6 else r for r in sweep]
     records[1]["accuracy"] = 0.1
-    text = sanity_sentence(stuck, records)
+    text = adaptive_sanity_sentence(stuck, records)
     assert "stays above 5%" in text and "a sign of masked gradients" in text
-    assert "Square" not in sanity_sentence(sweep)
+    assert "Square" not in adaptive_sanity_sentence(sweep)
     with pytest.raises(ValueError, match="eps_sweep"):
-        sanity_sentence([])
+        adaptive_sanity_sentence([])
 
 
 def test_accuracy_bars_label_every_bar_and_mark_zero_bars():

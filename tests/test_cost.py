@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import tpap_nb as tp
+from tpap_nb import report
 from tpap_nb.data import batches
 from tpap_nb.experiments import cost
 from tpap_nb.paper import TABLE5
@@ -113,7 +114,7 @@ def test_hand_count_matches_the_counter_and_the_paper():
     assert all(ds[k] == pytest.approx(paper[k], rel=0.01) for k in paper)
     assert cost.hand_count(5) == {"PGD-AT training": 13, "FGSM-AT training": 5, "plain test": 1, "TPAP test": 3}
     assert cost.hand_count(5, clean_bn_forward=True)["FGSM-AT training"] == 6
-    text = cost.hand_count_sentence(tp.get_profile("quick"))
+    text = report.hand_count_sentence(tp.get_profile("quick"))
     assert "PGD-5" in text and "5 x 2 + 3, 13 forwards" in text and "PGD-10" in text  # the paper's, named as such
     with pytest.raises(ValueError, match="convention"):
         cost.hand_count(10, "flops")
@@ -124,7 +125,7 @@ def test_ratio_sentence_renders_the_measured_ratios():
                        "test_tflops_per_epoch": 1.0},
             "TPAP": {"train_s_per_epoch": 10.0, "test_s_per_epoch": 2.5, "train_tflops_per_epoch": 5.0,
                      "test_tflops_per_epoch": 3.0}}
-    text = cost.ratio_sentence(ours, TABLE5, 5)
+    text = report.ratio_sentence(ours, TABLE5, 5)
     assert "one PGD-AT epoch (PGD-5) costs 3.0 FGSM-AT epochs in time and 2.6 in FLOPs (the hand count: 2.6" in text
     assert "TPAP's test costs 2.5 plain tests in time and 3.0 in FLOPs" in text
     assert f"the paper's PGD-10: {273.89 / 66.26:.1f} in time" in text

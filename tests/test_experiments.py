@@ -5,11 +5,12 @@ import torch
 import torch.nn as nn
 
 import tpap_nb as tp
+from tpap_nb import report
 from tpap_nb.experiments import fig5, tables
 from tpap_nb.experiments.cost import time_round_robin
 
 EPS, XI, ALPHA = 0.3, 0.15, 0.075
-CFG = {"eps": EPS, "xi": XI, "seed": 0}  # PGD-20: evaluate.pgd20_attack on this
+CFG = tp.get_profile("smoke", eps=EPS, xi=XI, seed=0)  # PGD-20: evaluate.pgd20_attack on this
 
 
 class Quantised(nn.Module):
@@ -103,13 +104,13 @@ def test_fig5_sentences_name_the_runs_that_leak_and_overfit():
     leaks = fig5.label_leaking(recs)
     assert {(r["setting"], r["epoch"], r["split"]) for r in leaks} == {("2 x eps", e, s) for e in (1, 2)
                                                                        for s in ("train", "test")}
-    text = fig5.leaking_sentence(recs)
+    text = report.fig5_leaking_sentence(recs)
     assert "1 of 2 runs" in text and "`2 x eps`" in text and "95.0 %" in text and "`1 x eps`" not in text
-    assert "At no evaluated epoch" in fig5.leaking_sentence(recs[:2])
-    ro = fig5.overfitting_sentence(recs)  # 2 x eps: train FGSM 95, train PGD-20 1, but test clean 30 (< 50)
+    assert "At no evaluated epoch" in report.fig5_leaking_sentence(recs[:2])
+    ro = report.fig5_overfitting_sentence(recs)  # 2 x eps: train FGSM 95, train PGD-20 1, but test clean 30 (< 50)
     assert "`1 x eps` does not overfit" in ro and "`2 x eps` does not overfit" in ro
     recs[-1] |= {"train_clean": 60.0, "test_clean": 60.0, "test_fgsm": 90.0}
-    assert "`2 x eps` overfits" in fig5.overfitting_sentence(recs)
+    assert "`2 x eps` overfits" in report.fig5_overfitting_sentence(recs)
 
 
 def test_plot_fig5_has_a_row_per_lever_and_integer_epochs():
@@ -152,34 +153,34 @@ def test_accuracy_grid_and_heatmap_mark_what_was_not_run():
 
 def test_table_sentences_follow_the_numbers():
     bare, pur = {"clean": 90.0, "fgsm": 80.0, "pgd20": 1.0}, {"clean": 88.0, "fgsm": 60.0, "pgd20": 70.0}
-    text = tables.purification_sentence(bare, pur, {"without purification": {"pgd20": 0.18},
+    text = report.purification_sentence(bare, pur, {"without purification": {"pgd20": 0.18},
                                                     "with purification": {"pgd20": 79.06}})
     assert "pgd20 1.0 -> 70.0 % (+69.0 points; paper 0.2 -> 79.1, +78.9)" in text
     assert "helps on pgd20 and costs on clean, fgsm" in text
     recs = lambda t: [{"attack": "pgd20", "acc_tpap": t, "acc_bare": 0.0}]  # noqa: E731
     paper = {"FGSM": {"pgd20": 79.0}, "PGD-10": {"pgd20": 42.0}}
-    same = tables.table7_sentence({"FGSM": recs(60.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
+    same = report.table7_sentence({"FGSM": recs(60.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
     assert "FGSM (60.0 %" in same and "(ours agrees)" in same
-    other = tables.table7_sentence({"FGSM": recs(20.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
+    other = report.table7_sentence({"FGSM": recs(20.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
     assert "ours differs: PGD-5 above FGSM" in other
-    assert "up to ties" in tables.table7_sentence({"FGSM": recs(30.0), "PGD-5": recs(30.0)}, paper,
+    assert "up to ties" in report.table7_sentence({"FGSM": recs(30.0), "PGD-5": recs(30.0)}, paper,
                                                   {"PGD-5": "PGD-10"})
     ok = [{"check": "a", "passed": True}, {"check": "b", "passed": True}]
-    assert tables.checks_sentence(ok).startswith("All 2 sanity checks pass")
-    assert tables.checks_sentence(ok + [{"check": "c", "passed": False}]).startswith("1 of 3 sanity checks fail (c)")
+    assert report.checks_sentence(ok).startswith("All 2 sanity checks pass")
+    assert report.checks_sentence(ok + [{"check": "c", "passed": False}]).startswith("1 of 3 sanity checks fail (c)")
 
 
 def test_differences_are_rendered_from_the_run():
     cfg = tp.get_profile("smoke")
     records = [{"attack": "fgsm", "acc_tpap": 40.0, "acc_bare": 80.0},
                {"attack": "pgd20", "acc_tpap": 70.0, "acc_bare": 3.0}]
-    text = tables.differences(cfg, records, {"tpap": 0.9, "bare": 0.92}, {"clean": 86.25, "fgsm": 61.41,
+    text = report.table2_differences(cfg, records, {"tpap": 0.9, "bare": 0.92}, {"clean": 86.25, "fgsm": 61.41,
                                                                           "pgd20": 79.06}, 32)
     assert "`small_cnn` on `digits`" in text and "not comparable" in text
     assert "loses 50.0 points here and 24.8 in the paper (more here)" in text
     assert "keeps 3.0 % and TPAP 70.0 % here; the paper reports 79.1 %" in text
     paper_cfg = tp.get_profile("paper")
-    assert "The setups match" in tables.differences(paper_cfg, records, {"tpap": 0.9}, {}, 10)
+    assert "The setups match" in report.table2_differences(paper_cfg, records, {"tpap": 0.9}, {}, 10)
 
 
 def test_bare_and_purified_maps_a_renamed_row_to_the_papers():

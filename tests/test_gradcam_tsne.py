@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 import tpap_nb as tp
+from tpap_nb import report
 from tpap_nb.experiments import gradcam, tsne
 
 
@@ -141,13 +142,14 @@ def test_deepest_spatial_layer_and_resolution_note():
     assert "beyond it" not in gradcam.resolution_note((7, 7), (224, 224))
 
 
-def test_recovered_counts_the_shown_examples():
+def test_shown_correct_gives_each_columns_verdicts_on_the_shown_examples():
     y = torch.tensor([0, 1, 2, 3])
     pred = {"x_c": torch.tensor([0, 1, 2, 0]), "x_pgd20": torch.tensor([5, 1, 5, 5]),
             "x_c.pur": torch.tensor([0, 1, 9, 3]), "x_pgd20.pur": torch.tensor([0, 1, 5, 3])}
-    c = gradcam.shown_recovered({"y_pred": pred}, [0, 2, 3], y)
-    assert c == {"shown": 3, "fooled": 3, "recovered": 2, "pur_right": 2, "clean_right": 2, "clean_pur_right": 2}
-    assert "recovered 2 of those 3" in gradcam.recovered_sentence({"y_pred": pred}, [0, 2, 3], y)
+    c = gradcam.shown_correct({"y_pred": pred}, [0, 2, 3], y)
+    assert set(c) == set(gradcam.FIG6_COLUMNS)
+    assert c["x_pgd20"].tolist() == [False, False, False] and c["x_pgd20.pur"].tolist() == [True, False, True]
+    assert c["x_c"].tolist() == [True, True, False] and c["x_c.pur"].tolist() == [True, False, True]
 
 
 def _clusters(std, seed=0, n=120):
@@ -246,7 +248,7 @@ def test_fig7_sentence_reads_the_records():
     rec = lambda row, a, knn: {"row": row, "attack": a, "knn_acc": knn, "silhouette_2d": 0.0}  # noqa: E731
     records = [rec("PGD-AT", "clean", 0.9), rec("PGD-AT", "pgd20", 0.5), rec("PGD-AT", "fgsm", 0.8),
                rec("TPAP", "clean", 0.9), rec("TPAP", "pgd20", 0.85), rec("TPAP", "fgsm", 0.6)]
-    text = tsne.fig7_sentence(records)
+    text = report.fig7_sentence(records)
     assert "PGD-AT's k-NN accuracy is 90 % on clean inputs and changes by pgd20 -40, fgsm -10 points" in text
     assert "TPAP's k-NN accuracy is 90 % on clean inputs and changes by pgd20 -5, fgsm -30 points" in text
     assert text.endswith("worse than PGD-AT's attacked ones under fgsm.")

@@ -1,5 +1,5 @@
-"""The package's shape (ARCHITECTURE.md): a core and its experiments, imports one way, no cycles,
-and `import tpap_nb` without torchattacks."""
+"""The package's shape (docs/layout.md): layers, imports only downwards (or within a layer), no cycles, and
+`import tpap_nb` without torchattacks."""
 from __future__ import annotations
 
 import ast
@@ -48,6 +48,58 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+# The layers, bottom first (docs/layout.md): a module may import its own layer and the layers below it, never one
+# above. "tpap_nb" is the package's __init__ (its public names), on the level of what it re-exports.
+LAYERS = (
+    ("settings", ("runtime", "settings", "config", "checks", "paper", "stats", "plots")),
+    ("data", ("data",)),
+    ("models", ("models",)),
+    ("purification and attacks", ("purify", "attacks")),
+    ("evaluation", ("evaluate",)),
+    ("training", ("train",)),
+    ("runs", ("runs", "distributed", "")),
+    ("experiments", ("experiments",)),
+    ("report", ("report",)),
+    ("entry points", ("runner", "readme")),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of a tpap_nb module (a package's submodules are in the package's layer)."""
+    rel = module.removeprefix("tpap_nb").removeprefix(".")
+    for i, (_, names) in enumerate(LAYERS):
+        if any(rel == n or (n and rel.startswith(n + ".")) for n in names):
+            return i
+    return None
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in import_graph() if layer_of(m) is None)
+    assert not missing, f"modules in no layer of LAYERS (add them where they belong, and to docs/layout.md): {missing}"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """module (its layer) -> the modules of a higher layer it imports."""
+    up = {m: sorted(f"{d} ({LAYERS[layer_of(d)][0]})" for d in deps if layer_of(d) > layer_of(m))
+          for m, deps in graph.items()}
+    return {f"{m} ({LAYERS[layer_of(m)][0]})": d for m, d in up.items() if d}
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    up = upward_imports(import_graph())
+    assert not up, f"imports of a layer above: {up}"
+
+
+def test_the_layer_check_sees_a_violation():
+    assert layer_of("tpap_nb.train") > layer_of("tpap_nb.evaluate") > layer_of("tpap_nb.data")
+    assert layer_of("tpap_nb.experiments.tables") < layer_of("tpap_nb.report.benchmark")
+    assert layer_of("tpap_nb.attacks.cw") == layer_of("tpap_nb.purify")
+    assert layer_of("tpap_nb") == layer_of("tpap_nb.runs")
+    g = import_graph()
+    bad = g | {"tpap_nb.evaluate": g["tpap_nb.evaluate"] | {"tpap_nb.train"}}  # the history's old direction
+    assert list(upward_imports(bad)) == ["tpap_nb.evaluate (evaluation)"]
+
+
 def _is_experiment(name: str) -> bool:
     return name == "tpap_nb.experiments" or name.startswith("tpap_nb.experiments.")
 
@@ -55,14 +107,16 @@ def _is_experiment(name: str) -> bool:
 def test_the_graph_sees_real_imports():
     g = import_graph()
     assert "tpap_nb.purify" in g["tpap_nb.evaluate"]
-    assert "tpap_nb.train" in g["tpap_nb.experiments.fig5"]
+    assert "tpap_nb.runs" in g["tpap_nb.experiments.fig5"]
     assert "tpap_nb.plots" in g["tpap_nb.runner"]  # a function-level import counts too
+    assert "tpap_nb.experiments.fig5" in g["tpap_nb.report.benchmark"]
 
 
 def test_core_never_imports_an_experiment():
     g = import_graph()
+    above = {"tpap_nb.report", "tpap_nb.runner", "tpap_nb.readme"}  # the layers above the experiments
     wrong = {m: sorted(d for d in deps if _is_experiment(d)) for m, deps in g.items()
-             if not _is_experiment(m) and m not in OUTSIDE}
+             if not _is_experiment(m) and m not in OUTSIDE and not any(m == a or m.startswith(a + ".") for a in above)}
     wrong = {m: d for m, d in wrong.items() if d}
     assert not wrong, f"core modules import experiments: {wrong}"
 

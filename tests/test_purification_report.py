@@ -1,7 +1,7 @@
-"""Notebook 02's sentences follow the records they are given (tpap_nb.experiments.purification_report)."""
+"""Notebook 02's sentences follow the records they are given (tpap_nb.report.purification)."""
 import pytest
 
-from tpap_nb.experiments import purification_report as report
+from tpap_nb import report
 from tpap_nb.paper import TABLE6
 
 
@@ -89,24 +89,3 @@ def test_fgsm_limitation_sentence_checks_sec_4_3_against_the_numbers():
     assert "does not account for it" in fails
     tie = report.fgsm_limitation_sentence(_lim(t=10.0, b=12.0, b2=11.5), eps=0.3, xi=0.15)
     assert "cannot tell" in tie
-
-
-def test_recovered_sentence_counts_the_shown_examples():
-    adv = [False, False, True, False, True]
-    pur = [True, False, False, True, True]
-    text = report.recovered_sentence(adv, pur, "PGD-20", seed=3)
-    assert text == ("Of the 5 examples shown (drawn with seed 3), PGD-20 leaves the bare model wrong on 3; "
-                    "purification recovered 2 of those 3, and turned 1 that the bare model had right into errors: "
-                    "3 of 5 are classified correctly after purification.")
-    assert report.recovered_title(adv, pur) == "purification recovered 2 of the 3 wrong after the attack"
-    clean = [False, True, True, True, True]  # the first image was wrong before the attack
-    text = report.recovered_sentence(adv, pur, "PGD-7", correct_clean=clean)
-    assert text.startswith("Of the 5 examples shown, the bare model gets 4 right on the clean image and 2 on its "
-                           "PGD-7 version (of the 3 it gets wrong, 1 was wrong before the attack); purification "
-                           "recovered 2 of those 3")
-    none = report.recovered_sentence([True, True], [True, True])
-    assert "wrong on 0:" in none and "recovered" not in none
-    with pytest.raises(ValueError, match="equal"):
-        report.recovered_sentence([True], [True, False])
-    with pytest.raises(ValueError, match="equal"):
-        report.recovered_sentence([True], [True], correct_clean=[True, False])

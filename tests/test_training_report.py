@@ -1,10 +1,9 @@
-"""The sentences of notebooks 00 and 01 (experiments/training_report.py) say what the numbers say."""
+"""The sentences of notebooks 00 and 01 (tpap_nb.report.training) say what the numbers say."""
 import pytest
-import torch
 
 import tpap_nb as tp
+from tpap_nb import report
 from tpap_nb.config import PROFILES
-from tpap_nb.experiments import training_report as report
 from tpap_nb.paper import TABLE6
 
 
@@ -31,17 +30,6 @@ def test_tour_verdict_says_when_purification_does_not_help():
     assert "does not undo the PGD-5 attack" in text and "gives back" not in text
     with pytest.raises(ValueError, match="PGD-20"):
         report.tour_verdict(acc, 50)  # the attack's row is named by the caller
-
-
-def test_recovered_counts_and_sentence():
-    y, adv, pur = [1, 2, 3, 4, 5, 6], [0, 2, 0, 4, 5, 0], [1, 2, 0, 3, 5, 6]
-    assert report.recovered_counts(y, adv, pur) == {"n": 6, "fooled": 3, "recovered": 2, "broken": 1}
-    text = report.recovered_sentence(torch.tensor(y), torch.tensor(adv), torch.tensor(pur))
-    assert "PGD-20 fooled the bare model on 3; purification recovered 2 of those 3" in text
-    assert "turned 1 into errors" in text
-    assert "none of the 2" in report.recovered_sentence([1, 2], [1, 2], [1, 2])
-    with pytest.raises(ValueError, match="length"):
-        report.recovered_counts([1, 2], [1], [1, 2])
 
 
 def test_curves_verdict_tells_collapse_from_not_learning():

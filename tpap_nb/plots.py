@@ -1,13 +1,15 @@
-"""Figure style and the one save helper: PNG (+ PDF) with a provenance JSON beside it."""
+"""Figure style, the one save helper (PNG + PDF with a provenance JSON beside it) and the drawing of every figure
+the notebooks share (training curves, image panels, heatmaps, Fig. 5, Grad-CAM grids, accuracy bars)."""
 from __future__ import annotations
 
 import datetime as _dt
 import functools
 import json
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from .config import REPO, figures_root, get_device
@@ -138,7 +140,6 @@ def heatmap(table, title: str = "", fmt: str = ".0f", missing: str = "not run", 
     """
     import textwrap
 
-    import numpy as np
     import seaborn as sns
     from matplotlib.patches import Rectangle
 
@@ -203,4 +204,69 @@ def plot_fig5(records, pairs=FIG5_PAIRS, title: str = ""):
                            frameon=False, fontsize=8, title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_cam_grid(images: dict[str, torch.Tensor], cams: dict[str, np.ndarray], titles: dict | None = None,
+                  row_labels: Sequence[str] | None = None, alpha: float = 0.55, size: float = 1.9,
+                  contour: float | None = 0.5):
+    """One row per example, one column per input: the image with its Grad-CAM map over it (jet).
+
+    Maps are drawn with nearest interpolation (a map cell is a block of pixels) on one colour scale
+    per row, 0 to the largest value among that row's maps, with the row's colour bar: within a row
+    the colours compare the evidence across inputs. Grey images also get a white contour at pixel
+    value `contour` and their map is drawn opaque (blending a colour map with grey pixels makes colours
+    the colour bar does not have), so the object stays visible as an outline.
+    """
+    names = list(images)
+    n = len(images[names[0]])
+    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names) + 0.9, size * n + 0.5), squeeze=False,
+                             layout="constrained")
+    for i in range(n):
+        vmax = max(float(np.max(cams[name][i])) for name in names) or 1.0
+        for j, name in enumerate(names):
+            ax = axes[i, j]
+            img = images[name][i].detach().cpu().permute(1, 2, 0).numpy()
+            grey = img.shape[-1] == 1 and contour is not None
+            if not grey:
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                          interpolation="nearest")
+            mappable = ax.imshow(cams[name][i], cmap="jet", alpha=1.0 if grey else alpha, vmin=0, vmax=vmax,
+                                 interpolation="nearest")
+            if grey:  # grey images: the object's outline in white over the opaque map
+                ax.contour(img[..., 0], levels=[contour], colors="white", linewidths=1.2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title((titles or {}).get((name, i), name), fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8)
+        bar = fig.colorbar(mappable, ax=axes[i, :].tolist(), shrink=0.9, pad=0.02)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("Grad-CAM", fontsize=7)
+    return fig
+
+
+def accuracy_bars(records: list[dict], title: str = "", fmt: str = "%.1f"):
+    """Bar chart of accuracy (%) per attack and defence; every bar labelled with its value, and bars at 0 %
+    marked at the axis so they stay visible. Returns the figure."""
+    attacks = list(dict.fromkeys(r["attack"] for r in records))
+    defences = list(dict.fromkeys(r["defence"] for r in records))
+    acc = {(r["defence"], r["attack"]): 100 * r["accuracy"] for r in records}
+    width = 0.8 / len(defences)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(attacks) * len(defences) + 2), 4.6))
+    for k, defence in enumerate(defences):
+        idx = [i for i, a in enumerate(attacks) if (defence, a) in acc]
+        pos = [i + (k - (len(defences) - 1) / 2) * width for i in idx]
+        heights = [acc[defence, attacks[i]] for i in idx]
+        bars = ax.bar(pos, heights, width, label=defence, color=f"C{k}", edgecolor="white", linewidth=0.5)
+        ax.bar_label(bars, fmt=fmt, padding=2, fontsize=7, rotation=90)
+        zero = [p for p, h in zip(pos, heights) if h < 0.05]
+        if zero:  # a bar of height 0 draws nothing: mark it where it stands
+            ax.plot(zero, [0.0] * len(zero), ls="none", marker="o", ms=4, mfc=f"C{k}", mec="black", mew=0.6,
+                    clip_on=False, zorder=3)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(range(len(attacks)), attacks, rotation=35, ha="right")
+    ax.set(ylabel="accuracy (%)", xlabel="", ylim=(-3, 112), title=title)
+    ax.legend(title="defence", fontsize=8, ncols=len(defences), loc="upper right")
+    fig.tight_layout()
     return fig

@@ -3,7 +3,8 @@
 The paper (Sec. 4) crafts attacks on the bare model f and then purifies (Eq. 7-9). A test-time
 defence is only credible once the attacker targets F itself; this module gives F three backward
 passes (BPDA, a smooth surrogate, the exact graph), runs gradient, gradient-free and transfer
-attacks on it, and turns the per-sample results into a worst case, sanity flags, a verdict and a bar chart.
+attacks on it, and turns the per-sample results into a worst case and sanity flags (the verdict in words:
+`report.adaptive`; the bar chart: `plots.accuracy_bars`).
 """
 from __future__ import annotations
 
@@ -143,40 +144,40 @@ def pgd_adaptive(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     return x_adv_best
 
 
-def _craft(name, target, crafter, x, y, eps, cfg, n_classes, seed) -> torch.Tensor:
-    """x_adv of one attack; AutoAttack is the registry's (the official standard version at cfg's steps/queries)."""
+def _craft(name, target, crafter, x, y, eps, counts, n_classes, seed) -> torch.Tensor:
+    """x_adv of one attack; AutoAttack is the registry's (the official standard version whatever the counts)."""
     if name == "clean":
         return x
     if name.startswith("transfer"):
         gen = torch.Generator().manual_seed(seed)
-        return pgd(crafter, x, y, eps, 2.5 * eps / cfg["steps"], cfg["steps"], generator=gen)
+        return pgd(crafter, x, y, eps, 2.5 * eps / counts["steps"], counts["steps"], generator=gen)
     if name.startswith("pgd"):
-        return pgd_adaptive(target, x, y, eps, steps=cfg["steps"], restarts=cfg["restarts"], seed=seed)
+        return pgd_adaptive(target, x, y, eps, steps=counts["steps"], restarts=counts["restarts"], seed=seed)
     if name == "autoattack":  # the registry's AutoAttack, on F: always the official standard settings
         return autoattack(target, x, y, eps, seed=seed, n_classes=n_classes).detach()
     torchattacks = import_torchattacks()
     if name == "square":
-        atk = torchattacks.Square(target, eps=eps, n_queries=cfg["n_queries"], n_restarts=1, seed=seed)
+        atk = torchattacks.Square(target, eps=eps, n_queries=counts["n_queries"], n_restarts=1, seed=seed)
     elif name == "apgd-ce":
-        atk = torchattacks.APGD(target, eps=eps, steps=cfg["apgd_steps"], n_restarts=cfg["restarts"],
+        atk = torchattacks.APGD(target, eps=eps, steps=counts["apgd_steps"], n_restarts=counts["restarts"],
                                 seed=seed)
     else:
-        atk = torchattacks.APGDT(target, eps=eps, steps=cfg["apgd_steps"], n_restarts=cfg["restarts"],
+        atk = torchattacks.APGDT(target, eps=eps, steps=counts["apgd_steps"], n_restarts=counts["restarts"],
                                  n_classes=n_classes, seed=seed)
     return atk(x, y).detach()
 
 
-def _settings(name: str, cfg: dict) -> str:
+def _settings(name: str, counts: dict) -> str:
     if name in ("clean", "square"):
-        return "" if name == "clean" else f"queries={cfg['n_queries']}"
+        return "" if name == "clean" else f"queries={counts['n_queries']}"
     if name == "autoattack":
         aa = attack_settings("aa")
         return (f"official standard: APGD-CE, APGD-T ({AA_TARGETS} targets), FAB-T, {aa['steps']} iterations, "
                 f"Square {aa['n_queries']} queries, 1 restart")
     if name.startswith("apgd"):
-        return f"steps={cfg['apgd_steps']}, restarts={cfg['restarts']}"
-    restarts = 1 if name.startswith("transfer") else cfg["restarts"]
-    return f"steps={cfg['steps']}, alpha=2.5*eps/steps, restarts={restarts}"
+        return f"steps={counts['apgd_steps']}, restarts={counts['restarts']}"
+    restarts = 1 if name.startswith("transfer") else counts["restarts"]
+    return f"steps={counts['steps']}, alpha=2.5*eps/steps, restarts={restarts}"
 
 
 def _jobs(model, xi, attacks, sources, references, grad, tau) -> list[tuple]:
@@ -226,7 +227,7 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     if grad not in GRADS:
         raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
     sources = {"bare": model} if sources is None else sources
-    cfg = {k: _n(v, scale) for k, v in
+    counts = {k: _n(v, scale) for k, v in
            {"steps": steps, "apgd_steps": apgd_steps, "restarts": restarts, "n_queries": n_queries}.items()}
     with torch.no_grad():
         n_classes = BareClassifier(model)(x[:1]).shape[1]
@@ -238,7 +239,7 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
         crafter.reset_counts()
         t0 = time.perf_counter()
         with inputs_checked():  # x, y and the model were checked once above: no scan per attack step
-            x_adv = [_craft(name, target, crafter, x[i:i + batch_size], y[i:i + batch_size], eps, cfg, n_classes,
+            x_adv = [_craft(name, target, crafter, x[i:i + batch_size], y[i:i + batch_size], eps, counts, n_classes,
                             seed + i) for i in range(0, len(x), batch_size)]
         seconds, passes = time.perf_counter() - t0, _passes(crafter.counts)
         with torch.no_grad():
@@ -246,7 +247,7 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
         rows.append(ok)
         records.append({"defence": defence, "attack": name, "grad": mode, "eps": eps,
                         "xi": xi if defence == "TPAP" else None, "n": len(y),
-                        "accuracy": ok.float().mean().item(), "settings": _settings(name, cfg),
+                        "accuracy": ok.float().mean().item(), "settings": _settings(name, counts),
                         "passes_per_pred": crafter.passes_per_prediction() if name != "clean" else None,
                         "passes_per_sample": passes / len(y), "seconds": seconds})
     correct = torch.stack(rows)
@@ -304,101 +305,7 @@ def gradient_masking_flag(records: list[dict], defence: str = "TPAP") -> bool:
     return min(free) < min(grads)
 
 
-def _protocol_attack(records: list[dict]) -> str | None:
+def protocol_attack(records: list[dict]) -> str | None:
     """The transfer row of the paper's protocol: PGD crafted on the bare model ('transfer:bare...')."""
     return next((r["attack"] for r in records if r["defence"] == "TPAP" and r["attack"].startswith("transfer:bare")),
                 None)
-
-
-def verdict(records: list[dict]) -> str:
-    """The one-paragraph conclusion of an evaluate_adaptive run, written from its records alone."""
-    by = {(r["defence"], r["attack"]): r["accuracy"] for r in records}
-    worst = {r["defence"]: r for r in records if r["attack"] == "worst-case"}
-    if "TPAP" not in worst:
-        raise ValueError("verdict needs the records of evaluate_adaptive (with a TPAP worst-case row).")
-    t, acc = worst["TPAP"], worst["TPAP"]["accuracy"]
-    text = [f"On {t['n']} test images at eps = {t['eps']:.4g} (xi = {t['xi']:.4g})"
-            + (f", TPAP is {by['TPAP', 'clean']:.1%} accurate on clean images"
-               if ("TPAP", "clean") in by else "")]
-    paper = by.get(("TPAP", _protocol_attack(records)))
-    if paper is not None:
-        text.append(f"Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps "
-                    f"{paper:.1%}")
-    attacked = [r for r in records if r["defence"] == "TPAP" and r["attack"] not in ("clean", "worst-case")]
-    if attacked:
-        best = min(attacked, key=lambda r: r["accuracy"])
-        text.append(f"Attacked as a whole pipeline F(x) = f(P(x)), its per-sample worst case over "
-                    f"{len(attacked)} attacks is {acc:.1%} (strongest: {best['attack']}, "
-                    f"{best['accuracy']:.1%})")
-    if paper is not None:
-        text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points"
-                    if paper - acc > 0.005 else "Adaptive attacks do no better than the paper's protocol")
-    others = {"the bare model" if d == "bare" else d: r["accuracy"] for d, r in worst.items() if d != "TPAP"}
-    for label, other in others.items():
-        rel = "above" if acc > other + 0.005 else "below" if acc < other - 0.005 else "level with"
-        text.append(f"TPAP's worst case is {rel} that of {label} ({other:.1%})")
-    names = {r["attack"] for r in attacked}
-    if "square" in names and names & set(GRADIENT_ATTACKS):
-        text.append("Square, which uses no gradients, beats every gradient attack on TPAP: its gradients "
-                    "are masked and the gradient-attack numbers are loose upper bounds"
-                    if gradient_masking_flag(records) else
-                    "Square, which uses no gradients, does not beat the gradient attacks: no sign of masking")
-    if others:
-        text.append("Under adaptive attacks TPAP keeps an advantage over the alternatives"
-                    if acc > max(others.values()) + 0.005 else
-                    "Under adaptive attacks TPAP gives no robustness beyond the best alternative")
-    text.append("All robust accuracies are upper bounds: a stronger attack can only lower them")
-    return ". ".join(text) + "."
-
-
-def sanity_sentence(sweep: list[dict], records: list[dict] | None = None, tol: float = 0.05) -> str:
-    """The sanity checks in words, from an `eps_sweep` (and `evaluate_adaptive` records for the masking test)."""
-    if not sweep:
-        raise ValueError("sanity_sentence needs the records of eps_sweep (one per eps).")
-    pts = sorted(sweep, key=lambda r: r["eps"])
-    first, last = pts[0], pts[-1]
-    text = (f"Adaptive {first['attack']} on F takes TPAP from {first['accuracy']:.1%} at eps = {first['eps']:.3g} "
-            f"to {last['accuracy']:.1%} at eps = {last['eps']:.3g}: ")
-    text += ("it reaches about 0, so the attack can break F when the budget allows"
-             if reaches_zero(sweep, tol) else
-             f"it stays above {tol:.0%}, so the attack (or its gradient through P) is too weak and every "
-             "adaptive number below is a loose upper bound")
-    if records is not None:
-        rs = [r for r in records if r["defence"] == "TPAP"]
-        free = [r for r in rs if r["attack"] == "square"]
-        grads = [r for r in rs if r["attack"] in GRADIENT_ATTACKS]
-        if free and grads:
-            best = min(grads, key=lambda r: r["accuracy"])
-            text += (f". Gradient-free Square leaves TPAP {min(r['accuracy'] for r in free):.1%}, the strongest "
-                     f"gradient attack ({best['attack']}) {best['accuracy']:.1%}: "
-                     + ("Square does better, a sign of masked gradients" if gradient_masking_flag(records) else
-                        "Square does not do better, no sign of masked gradients"))
-    return text + "."
-
-
-def accuracy_bars(records: list[dict], title: str = "", fmt: str = "%.1f"):
-    """Bar chart of accuracy (%) per attack and defence; every bar labelled with its value, and bars at 0 %
-    marked at the axis so they stay visible. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    attacks = list(dict.fromkeys(r["attack"] for r in records))
-    defences = list(dict.fromkeys(r["defence"] for r in records))
-    acc = {(r["defence"], r["attack"]): 100 * r["accuracy"] for r in records}
-    width = 0.8 / len(defences)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(attacks) * len(defences) + 2), 4.6))
-    for k, defence in enumerate(defences):
-        idx = [i for i, a in enumerate(attacks) if (defence, a) in acc]
-        pos = [i + (k - (len(defences) - 1) / 2) * width for i in idx]
-        heights = [acc[defence, attacks[i]] for i in idx]
-        bars = ax.bar(pos, heights, width, label=defence, color=f"C{k}", edgecolor="white", linewidth=0.5)
-        ax.bar_label(bars, fmt=fmt, padding=2, fontsize=7, rotation=90)
-        zero = [p for p, h in zip(pos, heights) if h < 0.05]
-        if zero:  # a bar of height 0 draws nothing: mark it where it stands
-            ax.plot(zero, [0.0] * len(zero), ls="none", marker="o", ms=4, mfc=f"C{k}", mec="black", mew=0.6,
-                    clip_on=False, zorder=3)
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_xticks(range(len(attacks)), attacks, rotation=35, ha="right")
-    ax.set(ylabel="accuracy (%)", xlabel="", ylim=(-3, 112), title=title)
-    ax.legend(title="defence", fontsize=8, ncols=len(defences), loc="upper right")
-    fig.tight_layout()
-    return fig

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -66,7 +66,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x, y, cfg: dict, rt: Runtime) -> None:
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x, y, cfg: Mapping, rt: Runtime) -> None:
     """One training iteration of `cfg['recipe']` as `train.fit` runs it (`train.train_step`)."""
     model.train()
     train_step(model, opt, x, y, cfg, rt)
@@ -86,7 +86,7 @@ def _float32(device: torch.device) -> Runtime:
     return resolve(device, precision="float32", attack_precision="float32", memory_format="contiguous")
 
 
-def train_flops_per_batch(model: nn.Module, x, y, cfg: dict, recipe: str) -> int:
+def train_flops_per_batch(model: nn.Module, x, y, cfg: Mapping, recipe: str) -> int:
     """FLOPs of one training iteration (attack + forward + backward) of `recipe` on batch (x, y), on a copy."""
     net = copy.deepcopy(model)
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
@@ -149,7 +149,7 @@ def _full_batches(data: Dataset, batch_size: int, split: str, n: int, seed: int)
     return out
 
 
-def measure_cost(model: nn.Module, data: Dataset, cfg: dict, n_batches: int = 5, warmup: int = 2,
+def measure_cost(model: nn.Module, data: Dataset, cfg: Mapping, n_batches: int = 5, warmup: int = 2,
                  test_batch_size: int | None = None) -> list[dict]:
     """Tab. 5 on this device: one record per method (PGD-AT, TPAP) with per-epoch seconds and TFLOPs and params.
 
@@ -232,7 +232,7 @@ def forward_equivalents(table: dict, train_per_test: float) -> dict:
             "TPAP test": table["TPAP"]["test_tflops_per_epoch"] / fwd}
 
 
-def untrained_model(cfg: dict, data: Dataset | None = None) -> tuple[nn.Module, Dataset]:
+def untrained_model(cfg: Mapping, data: Dataset | None = None) -> tuple[nn.Module, Dataset]:
     """The profile's architecture with fresh, seeded weights on the profile's device, and its data set.
 
     Nothing is trained and no checkpoint is read or written: what a step costs depends on the
@@ -260,35 +260,7 @@ def hand_count(pgd_steps: int, convention: str = "measured", clean_bn_forward: b
             "TPAP test": step + 1}
 
 
-def hand_count_sentence(cfg: dict) -> str:
-    """The hand count of `hand_count` for the profile's PGD-k, under both conventions, in words."""
-    k, extra = cfg["pgd_steps"], bool(cfg.get("clean_bn_forward"))
-    ours, ds = hand_count(k, "measured", extra), hand_count(k, "deepspeed", extra)
-    plus = " + 1 (the discarded clean forward)" if extra else ""
-    return (f"On this profile PGD-AT trains with PGD-{k}. Counting what runs, each attack step is a forward and a "
-            f"backward to the input (2), the update a forward and a full backward (3){plus}: PGD-AT training is "
-            f"{k} x 2 + 3{' + 1' if extra else ''}, {ours['PGD-AT training']} forwards per example, FGSM-AT "
-            f"{ours['FGSM-AT training']}, and TPAP's test (forward, backward to the input, classifying forward) "
-            f"{ours['TPAP test']}. Counting every backward as two forwards, as DeepSpeed's profiler does, the same "
-            f"steps come to {ds['PGD-AT training']}, {ds['FGSM-AT training']} and {ds['TPAP test']}; the paper's "
-            "Tab. 5 follows that convention for PGD-10 (the table below divides its FLOPs by one forward).")
-
-
-def ratio_sentence(table: dict, paper: dict, pgd_steps: int) -> str:
-    """The measured cost ratios in words: PGD-AT epochs in FGSM-AT epochs, TPAP's test in plain tests, paper beside."""
-    r, p = cost_ratios(table), cost_ratios(paper)
-    hand = hand_count(pgd_steps)
-    return (f"**On this device** one PGD-AT epoch (PGD-{pgd_steps}) costs "
-            f"{1 / r['train time, FGSM-AT / PGD-AT']:.1f} FGSM-AT epochs in time and "
-            f"{1 / r['train FLOPs, FGSM-AT / PGD-AT']:.1f} in FLOPs (the hand count: "
-            f"{hand['PGD-AT training'] / hand['FGSM-AT training']:.1f}; the paper's PGD-10: "
-            f"{1 / p['train time, FGSM-AT / PGD-AT']:.1f} in time). TPAP's test costs "
-            f"{r['test time, TPAP / plain']:.1f} plain tests in time and {r['test FLOPs, TPAP / plain']:.1f} in FLOPs "
-            f"(paper: {p['test time, TPAP / plain']:.1f} in time). Time ratios drift from FLOP ratios where a pass is "
-            "too small to keep the device busy: fixed per-call overheads then weigh as much as arithmetic.")
-
-
-def recorded_train_seconds(cfg: dict, recipe: str) -> float | None:
+def recorded_train_seconds(cfg: Mapping, recipe: str) -> float | None:
     """Mean wall seconds per training epoch that `get_or_train` recorded for (cfg, recipe), or None if untrained."""
     path = checkpoint_path(recipe_config(cfg, recipe))
     if not path.exists():

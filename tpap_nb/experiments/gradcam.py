@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -18,6 +17,7 @@ from ..attacks.registry import build_attack
 from ..checks import check_images
 from ..evaluate import predict
 from ..models import eval_mode
+from ..plots import plot_cam_grid
 from ..purify import purify
 
 
@@ -231,45 +231,6 @@ def attention_records(cams: dict[str, np.ndarray], preds: dict[str, torch.Tensor
     return rows
 
 
-def plot_cam_grid(images: dict[str, torch.Tensor], cams: dict[str, np.ndarray], titles: dict | None = None,
-                  row_labels: Sequence[str] | None = None, alpha: float = 0.55, size: float = 1.9,
-                  contour: float | None = 0.5):
-    """One row per example, one column per input: the image with its Grad-CAM map over it (jet).
-
-    Maps are drawn with nearest interpolation (a map cell is a block of pixels) on one colour scale
-    per row, 0 to the largest value among that row's maps, with the row's colour bar: within a row
-    the colours compare the evidence across inputs. Grey images also get a white contour at pixel
-    value `contour` and their map is drawn opaque (blending a colour map with grey pixels makes colours
-    the colour bar does not have), so the object stays visible as an outline.
-    """
-    names = list(images)
-    n = len(images[names[0]])
-    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names) + 0.9, size * n + 0.5), squeeze=False,
-                             layout="constrained")
-    for i in range(n):
-        vmax = max(float(np.max(cams[name][i])) for name in names) or 1.0
-        for j, name in enumerate(names):
-            ax = axes[i, j]
-            img = images[name][i].detach().cpu().permute(1, 2, 0).numpy()
-            grey = img.shape[-1] == 1 and contour is not None
-            if not grey:
-                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                          interpolation="nearest")
-            mappable = ax.imshow(cams[name][i], cmap="jet", alpha=1.0 if grey else alpha, vmin=0, vmax=vmax,
-                                 interpolation="nearest")
-            if grey:  # grey images: the object's outline in white over the opaque map
-                ax.contour(img[..., 0], levels=[contour], colors="white", linewidths=1.2)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title((titles or {}).get((name, i), name), fontsize=8)
-            if j == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[i], fontsize=8)
-        bar = fig.colorbar(mappable, ax=axes[i, :].tolist(), shrink=0.9, pad=0.02)
-        bar.ax.tick_params(labelsize=7)
-        bar.set_label("Grad-CAM", fontsize=7)
-    return fig
-
-
 FIG6_COLUMNS = ("x_c", "x_pgd20", "x_c.pur", "x_pgd20.pur")
 
 
@@ -374,24 +335,11 @@ def fig6_claims(records, model: str = "TPAP", baseline: str = "PGD-AT",
     return pd.DataFrame(rows)
 
 
-def shown_recovered(res: dict, idx: Sequence[int], y_true: torch.Tensor) -> dict:
-    """Counts over the shown examples `idx`: attack fooled the bare model, purification recovered, clean kept."""
+def shown_correct(res: dict, idx: Sequence[int], y_true: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per shown example `idx` and column of FIG6_COLUMNS: is the prediction right (for `report.recovered_sentence`)."""
     idx = list(idx)
     y = y_true.cpu()[idx]
-    right = {c: res["y_pred"][c][idx] == y for c in FIG6_COLUMNS}
-    fooled = ~right["x_pgd20"]
-    return {"shown": len(idx), "fooled": int(fooled.sum()), "recovered": int((fooled & right["x_pgd20.pur"]).sum()),
-            "pur_right": int(right["x_pgd20.pur"].sum()), "clean_right": int(right["x_c"].sum()),
-            "clean_pur_right": int(right["x_c.pur"].sum())}
-
-
-def recovered_sentence(res: dict, idx: Sequence[int], y_true: torch.Tensor, name: str = "TPAP") -> str:
-    """The figure's examples in one sentence: how many the attack fooled and how many purification recovered."""
-    c = shown_recovered(res, idx, y_true)
-    return (f"Of the {c['shown']} examples drawn for {name}'s figure, PGD-20 fooled the bare network on {c['fooled']}, "
-            f"and purification recovered {c['recovered']} of those {c['fooled']} "
-            f"({c['pur_right']} of {c['shown']} right after purification); on the clean inputs it is right on "
-            f"{c['clean_right']} of {c['shown']} before and {c['clean_pur_right']} after purification.")
+    return {c: res["y_pred"][c][idx] == y for c in FIG6_COLUMNS}
 
 
 def plot_fig6(res: dict, idx: Sequence[int], class_names: Sequence[str], y_true: torch.Tensor, title: str = ""):

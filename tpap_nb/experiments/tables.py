@@ -7,8 +7,10 @@ checks that the attacks behind them work.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..attacks.base import fgsm, pgd
-from ..attacks.registry import TABLE2_ATTACKS, UNBOUNDED, attack_info, attack_label
+from ..attacks.registry import TABLE2_ATTACKS, attack_info, attack_label
 from ..evaluate import pgd20_attack, predict, robust_accuracy
 from ..purify import purify
 
@@ -31,17 +33,12 @@ def side_by_side(ours: dict[str, dict], paper: dict[str, dict], columns):
     return pd.DataFrame(rows).T[list(columns)].astype(float).round(2)
 
 
-def _radii(cfg: dict) -> tuple[float, float]:
-    """(attack eps, xi) of a profile: cfg['attack_eps'] (the training eps where it is None) and cfg['xi']."""
-    return cfg.get("attack_eps") or cfg["eps"], cfg["xi"]
-
-
-def ablation(model, x, y, cfg: dict) -> list[dict]:
+def ablation(model, x, y, cfg: Mapping) -> list[dict]:
     """Tab. 6: purification off/on x {clean, FGSM, PGD-20}, as tidy records (accuracy in %).
 
     PGD-20 is the kit's one PGD-20 (`evaluate.pgd20_attack`: the registry's `pgd20` on cfg).
     """
-    eps, xi = _radii(cfg)
+    eps, xi = cfg["attack_eps"], cfg["xi"]
     attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps), "pgd20": pgd20_attack(model, cfg)}
     rows = []
     for name, atk in attacks.items():
@@ -99,7 +96,7 @@ def bare_and_purified(records: dict[str, list[dict]], clean: dict[str, dict], pa
     return pd.DataFrame(rows).T.reindex(columns=list(columns)).astype(float).round(2)
 
 
-def recipe_label(recipe: str, cfg: dict) -> str:
+def recipe_label(recipe: str, cfg: Mapping) -> str:
     """A training recipe in words, with the attack counts of the profile (PGD-k from cfg['pgd_steps'])."""
     k = cfg.get("pgd_steps", 10)
     names = {"plain": "no adversarial training", "fgsm": "FGSM-RO (FGSM-AT, Algorithm 1)",
@@ -110,7 +107,7 @@ def recipe_label(recipe: str, cfg: dict) -> str:
     return names.get(recipe, recipe)
 
 
-def accuracy_grid(records: dict[str, list[dict]], clean: dict[str, dict], cfg: dict, attacks):
+def accuracy_grid(records: dict[str, list[dict]], clean: dict[str, dict], cfg: Mapping, attacks):
     """Every model against every attack: rows (recipe, bare | + TPAP), columns clean and `attacks`, accuracy in %.
 
     records: {recipe: run_attacks records}; clean: {recipe: robust_accuracy(model, x, y, xi=xi)}
@@ -137,103 +134,6 @@ def column_label(record: dict) -> str:
     return head + ("\n" + ", ".join(keep) if keep else "")
 
 
-def differences(cfg: dict, records: list[dict], clean: dict, paper: dict, n: int,
-                star_records: list[dict] | None = None) -> str:
-    """The run-dependent bullets of "where our numbers differ from the paper's", rendered from this run.
-
-    records / clean: TPAP's (the FGSM-RO model's) run_attacks records and robust_accuracy on clean
-    inputs; paper: the paper's TPAP row of Tab. 2; star_records: TPAP*'s records when it ran.
-    """
-    from ..evaluate import PAPER_EPS
-
-    eps, xi = _radii(cfg)
-    same_setup = cfg["dataset"] == "cifar10" and cfg["model"] == "resnet18" and abs(eps - PAPER_EPS) < 1e-9
-    by = {r["attack"]: r for r in records}
-    lines = [f"- **Data and model.** This run: `{cfg['model']}` on `{cfg['dataset']}`, attack eps {eps:.3g}, "
-             f"n = {n} test images; the paper: ResNet-18 on CIFAR-10 at 8/255. "
-             + ("The setups match, so the numbers can be compared directly (up to n and the seed)."
-                if same_setup else "Absolute numbers are not comparable, only the pattern of each row.")]
-    lines.append(f"- **xi.** The paper fixes xi = eps; this run purifies with xi = {xi:.3g} ({xi / eps:.2g} eps)"
-                 + ("." if abs(xi - eps) < 1e-9 else ": the README's section on the profile says how it was chosen."))
-    if "fgsm" in by and "fgsm" in paper:
-        ours_drop = 100 * clean["tpap"] - by["fgsm"]["acc_tpap"]
-        paper_drop = paper["clean"] - paper["fgsm"]
-        text = (f"- **FGSM column.** From clean to FGSM, TPAP loses {ours_drop:.1f} points here and "
-                f"{paper_drop:.1f} in the paper ({'more' if ours_drop > paper_drop else 'fewer'} here): "
-                "purifying a correctly classified FGSM input pushes it further along the attack (Sec. 4.3's "
-                "limitation, notebook 02).")
-        star = {r["attack"]: r for r in star_records or []}
-        if "fgsm" in star:
-            better = star["fgsm"]["acc_tpap"] > by["fgsm"]["acc_tpap"]
-            text += (f" TPAP*, the paper's remedy, scores {star['fgsm']['acc_tpap']:.1f} % under FGSM against "
-                     f"TPAP's {by['fgsm']['acc_tpap']:.1f} % "
-                     f"({'the remedy works here' if better else 'no gain here'}).")
-        lines.append(text)
-    if "pgd20" in by and "pgd20" in paper:
-        r = by["pgd20"]
-        lines.append(f"- **PGD-20 column.** The bare FGSM-RO model keeps {r['acc_bare']:.1f} % and TPAP "
-                     f"{r['acc_tpap']:.1f} % here; the paper reports {paper['pgd20']:.1f} % for TPAP.")
-    return "\n".join(lines)
-
-
-def purification_sentence(bare: dict, purified: dict, paper: dict | None = None) -> str:
-    """Tab. 6 in words: how many points purification adds (or costs) per column, ours and the paper's.
-
-    bare / purified: {column: accuracy %} without and with purification; paper: TABLE6-shaped
-    {"without purification": {...}, "with purification": {...}}.
-    """
-    parts = []
-    for col in purified:
-        if col not in bare:
-            continue
-        change = purified[col] - bare[col]
-        text = f"{col} {bare[col]:.1f} -> {purified[col]:.1f} % ({change:+.1f} points"
-        if paper and col in paper.get("without purification", {}):
-            p0, p1 = paper["without purification"][col], paper["with purification"][col]
-            text += f"; paper {p0:.1f} -> {p1:.1f}, {p1 - p0:+.1f}"
-        parts.append(text + ")")
-    gains = [c for c in purified if c in bare and purified[c] > bare[c]]
-    losses = [c for c in purified if c in bare and purified[c] < bare[c]]
-    tail = (f" Purification helps on {', '.join(gains) or 'no column'} and costs on {', '.join(losses) or 'no column'} "
-            "here.")
-    return "Without -> with purification: " + "; ".join(parts) + "." + tail
-
-
-def table7_sentence(records: dict[str, list[dict]], paper: dict | None = None,
-                    paper_names: dict[str, str] | None = None, attack: str = "pgd20") -> str:
-    """Tab. 7 in words: the training attacks ranked by TPAP's accuracy under `attack`, ours beside the paper's order."""
-    ours = {name: {r["attack"]: r for r in recs}[attack] for name, recs in records.items()
-            if any(r["attack"] == attack for r in recs)}
-    if not ours:
-        return f"No record of `{attack}` in these Tab. 7 rows."
-    ranked = sorted(ours, key=lambda n: -ours[n]["acc_tpap"])
-    text = (f"With purification, accuracy under `{attack}` ranks the training attacks "
-            + ", ".join(f"{n} ({ours[n]['acc_tpap']:.1f} %, bare {ours[n]['acc_bare']:.1f} %)" for n in ranked))
-    if paper:
-        names = paper_names or {}
-        ref = {n: names.get(n, n) for n in ranked if names.get(n, n) in paper and attack in paper[names.get(n, n)]}
-        if ref:
-            order = sorted(ref, key=lambda n: -paper[ref[n]][attack])
-            # the orders disagree where a pair is ranked strictly the other way round (a tie disagrees with nothing)
-            swapped = [(a, b) for a in ref for b in ref
-                       if ours[a]["acc_tpap"] > ours[b]["acc_tpap"] and paper[ref[a]][attack] < paper[ref[b]][attack]]
-            text += (f"; the paper's order is {', '.join(ref[n] for n in order)}"
-                     + (" (ours agrees" + (", up to ties)" if len({ours[n]['acc_tpap'] for n in ref}) < len(ref)
-                                           else ")") if not swapped else
-                        f" (ours differs: {', '.join(f'{a} above {b}' for a, b in swapped)})"))
-    return text + "."
-
-
-def checks_sentence(checks: list[dict]) -> str:
-    """The sanity checks of `checks_table` in one sentence: all passed, or which failed."""
-    failed = [c["check"] for c in checks if not c["passed"]]
-    if not failed:
-        return (f"All {len(checks)} sanity checks pass: the attacks get a gradient to follow, so the tables "
-                "above are not an artefact of masked gradients.")
-    return (f"{len(failed)} of {len(checks)} sanity checks fail ({'; '.join(failed)}): read the tables above "
-            "with suspicion, an attack that does not reach 0 at a large eps may be blind to the model.")
-
-
 def attack_captions(records: list[dict]):
     """One row per attack of a table: what ran (steps, step size, restarts / queries, n), its code, seconds."""
     import pandas as pd
@@ -244,52 +144,11 @@ def attack_captions(records: list[dict]):
                          for r in records]).set_index("attack")
 
 
-def minimal_norm_sentence(records: list[dict], clean_tpap: float) -> str:
-    """The paragraph of notebook 03 on minimal-norm attacks, with the numbers of `records` (one model).
-
-    clean_tpap: TPAP's clean accuracy on the same inputs (%). An unbounded attack (CW2, DDN, STA)
-    returns x where it fails and a point just across the boundary where it succeeds; purification
-    steps away from the barely-wrong label and restores the true one, so TPAP's accuracy under it
-    can exceed its clean accuracy: that measures where the optimiser stopped, not robustness.
-    """
-    by = {r["attack"]: r for r in records}
-    parts = []
-    for attack, twin in UNBOUNDED.items():
-        if attack not in by:
-            continue
-        r = by[attack]
-        text = (f"under `{attack}` the bare model keeps {r['acc_bare']:.1f} %, the attack returned "
-                f"{r.get('unchanged', float('nan')):.1f} % of the inputs unchanged, and TPAP scores "
-                f"{r['acc_tpap']:.1f} % ({'above' if r['acc_tpap'] > clean_tpap else 'not above'} its clean "
-                f"{clean_tpap:.1f} %")
-        if r.get("acc_tpap_changed") is not None:
-            text += f"; on the inputs the attack did move TPAP is right on {r['acc_tpap_changed']:.1f} %"
-        text += ")"
-        if twin in by:
-            t = by[twin]
-            text += (f"; its budgeted twin `{twin}` leaves the bare model {t['acc_bare']:.1f} % and TPAP "
-                     f"{t['acc_tpap']:.1f} %")
-        parts.append(text)
-    if not parts:
-        return "No unbounded minimal-norm attack (cw2, ddn, sta) in these records."
-    n = records[0]["n"]
-    above = [a for a in UNBOUNDED if a in by and by[a]["acc_tpap"] > clean_tpap]
-    head = (f"On these {n} test images, " + "; ".join(parts) + ". ")
-    tail = ("An unbounded minimal-norm attack stops just across the decision boundary, and purification's "
-            "step away from that barely-wrong label lands back on the true one, so "
-            + (f"TPAP under {', '.join(above)} exceeds its own clean accuracy: that is where the optimiser "
-               "stopped, not robustness. " if above else
-               "TPAP's accuracy under it says where the optimiser stopped, not how robust TPAP is. ")
-            + "The budgeted columns ask the robustness question: is there an adversarial input within the "
-            "budget?")
-    return head + tail
-
-
 # ----------------------------------------------------------------------------- notebook 02's studies
 
-def xi_sweep(model, x, y, cfg: dict, xis) -> list[dict]:
+def xi_sweep(model, x, y, cfg: Mapping, xis) -> list[dict]:
     """Accuracy of TPAP as the purification radius xi varies (xi = 0 is the bare model); PGD-20 is `pgd20_attack`."""
-    eps, _ = _radii(cfg)
+    eps = cfg["attack_eps"]
     adv = {"clean": x, "fgsm": fgsm(model, x, y, eps), "pgd20": pgd20_attack(model, cfg)(x, y)}
     rows = []
     for xi in xis:

@@ -3,7 +3,7 @@ feature space, silhouette in the t-SNE plane), so the figure's claim becomes a n
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +19,7 @@ from ..models import eval_mode
 from ..purify import purify
 
 
-def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: dict) -> dict[str, Callable | None]:
+def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: Mapping) -> dict[str, Callable | None]:
     """The attacks of Fig. 7 against `model` at the profile's eps: name -> attack(x, y) (None for clean).
 
     'fgsm' is the kit's own; 'pgd20' is the kit's one PGD-20 (`evaluate.pgd20_attack`), 'pgd20_2eps'
@@ -96,7 +96,7 @@ def separation_scores(features: np.ndarray, labels, embedding: np.ndarray | None
     return out
 
 
-def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Sequence[str], cfg: dict,
+def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Sequence[str], cfg: Mapping,
                 seed: int = 0, perplexity: float = 30.0, k: int = 5, progress: bool = True) -> tuple[dict, list[dict]]:
     """Fig. 7: per row and attack, penultimate features, their t-SNE and separation scores.
 
@@ -142,25 +142,6 @@ def fig7_claims(records, model: str = "TPAP", baseline: str = "PGD-AT") -> pd.Da
                     f"{model} clusters better (kNN)": bool(t.knn_acc > b.knn_acc),
                     f"{model} clusters better (silhouette)": bool(t.silhouette_2d > b.silhouette_2d)})
     return pd.DataFrame(out).set_index("attack")
-
-
-def fig7_sentence(records, model: str = "TPAP", baseline: str = "PGD-AT") -> str:
-    """Each row's k-NN accuracy under every attack against its own clean panel, and where `model` falls behind."""
-    df = pd.DataFrame(records).set_index(["row", "attack"])
-    parts = []
-    for row in (baseline, model):
-        if (row, "clean") not in df.index:
-            continue
-        base = df.loc[(row, "clean")].knn_acc
-        changes = ", ".join(f"{a} {100 * (df.loc[(row, a)].knn_acc - base):+.0f}" for a in df.loc[row].index
-                            if a != "clean")
-        parts.append(f"{row}'s k-NN accuracy is {100 * base:.0f} % on clean inputs and changes by {changes} points "
-                     "under the attacks")
-    attacks = [a for a in df.loc[model].index if a != "clean" and (baseline, a) in df.index]
-    behind = [a for a in attacks if df.loc[(model, a)].knn_acc < df.loc[(baseline, a)].knn_acc]
-    tail = (f"{model}'s purified features separate the classes worse than {baseline}'s attacked ones under "
-            + (", ".join(behind) if behind else "none of the attacks") + ".")
-    return "; ".join(parts) + ". " + tail
 
 
 def plot_tsne_grid(panels: dict, class_names: Sequence[str], rows: Sequence[str], cols: Sequence[str],

@@ -1,0 +1,53 @@
+"""Every result sentence of the kit, rendered from records (nothing in them is typed): `from tpap_nb import report`.
+
+The sentences sit above the experiments: they read what `evaluate`, `train` and `experiments.*` return, and
+nothing imports them back. One module per notebook group, one set of shared words:
+
+==============  ============================================================  ========
+module          sentences                                                     notebook
+==============  ============================================================  ========
+words           numbers, changes, radii; the shown examples (`recovered_*`)   00-04
+training        the tour, the recipe, the curves, the Sec. 3.2 test           00, 01
+purification    Tab. 6 ablation, the xi sweep, Sec. 4.3's FGSM limitation      02
+benchmark       Tab. 2's differences, Tab. 6/7, sanity checks, Fig. 5          03
+features        Fig. 7's separation scores                                    05
+cost            Tab. 5's hand count and measured ratios                       06
+adaptive        the adaptive-attack verdict and its sanity checks             07
+==============  ============================================================  ========
+"""
+from .adaptive import adaptive_sanity_sentence, adaptive_verdict
+from .benchmark import (
+                        checks_sentence,
+                        fig5_leaking_sentence,
+                        fig5_overfitting_sentence,
+                        minimal_norm_sentence,
+                        purification_sentence,
+                        table2_differences,
+                        table7_sentence,
+)
+from .cost import hand_count_sentence, ratio_sentence
+from .features import fig7_sentence
+from .purification import NAMES, ablation_sentence, fgsm_limitation_sentence, xi_sweep_sentence
+from .training import curves_verdict, overfitting_verdict, paper_claim, paper_pattern, recipe_sentence, tour_verdict
+from .words import (
+                        SAME,
+                        TOL,
+                        change,
+                        direction,
+                        join,
+                        move,
+                        pct,
+                        percent,
+                        points,
+                        radius,
+                        recovered_counts,
+                        recovered_sentence,
+                        recovered_title,
+)
+
+__all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentence", "adaptive_verdict", "change",
+           "checks_sentence", "curves_verdict", "direction", "fgsm_limitation_sentence", "fig5_leaking_sentence",
+           "fig5_overfitting_sentence", "fig7_sentence", "hand_count_sentence", "join", "minimal_norm_sentence", "move",
+           "overfitting_verdict", "paper_claim", "paper_pattern", "pct", "percent", "points", "purification_sentence",
+           "radius", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence", "recovered_title",
+           "table2_differences", "table7_sentence", "tour_verdict", "xi_sweep_sentence"]
