@@ -26,6 +26,18 @@ def test_there_are_ordered_notebooks_and_the_readme_lists_each():
 
 
 @pytest.mark.parametrize("path", BOTH, ids=_name)
+def test_the_profile_parameter_lists_the_profiles_that_exist(path):
+    """`profile: str = ...  # smoke | quick | ...`: the comment names every profile of config.PROFILES, in order."""
+    from tpap_nb.config import PROFILES
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    line = next(ln for ln in "".join(cell["source"]).splitlines() if ln.startswith("profile:"))
+    listed = line.split("#", 1)[1].split(":")[0].split(";")[0].strip().split(" | ")
+    assert sorted(listed) == sorted(PROFILES), f"{_name(path)} lists {listed}, the profiles are {sorted(PROFILES)}"
+
+
+@pytest.mark.parametrize("path", BOTH, ids=_name)
 def test_every_import_of_a_notebook_resolves(path):
     """A moved or renamed function breaks here, not minutes into a papermill run."""
     import importlib
