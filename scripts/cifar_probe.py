@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tpap_nb import build_model, load_dataset, set_seed  # noqa: E402
+from tpap_nb import build_model, get_profile, load_dataset, set_seed  # noqa: E402
 from tpap_nb.data import Dataset  # noqa: E402
 from tpap_nb.plots import git_commit  # noqa: E402
 from tpap_nb.runtime import runtime_for  # noqa: E402
@@ -67,7 +67,8 @@ def trial_row(tag: str, args: dict, history: list[dict], test: dict | None, stat
     sec = statistics.median(h["train_seconds"] for h in history) if history else float("nan")
     sched = (f"one-cycle to {args['lr']}" if args.get("lr_schedule") == "onecycle"
              else f"{args['lr']}, x0.1 at {args.get('milestones') or '-'}")
-    cells = [tag, f"{args['model']} w{args['width']}", str(args.get("n_train_used") or args.get("n_train") or f"all but {args.get('n_val', '?')}"),
+    images = args.get("n_train_used") or args.get("n_train") or f"all but {args.get('n_val', '?')}"
+    cells = [tag, f"{args['model']} w{args['width']}", str(images),
              f"{args['eps']:g} / {args['attack_eps']:g}", f"{sched}, wd {args['wd']:g}, bs {args['bs']}"
              + (", clean BN" if args.get("clean_bn") else ""),
              f"{len(history)} of {args['epochs']}", f"{sec:.0f}"]
@@ -122,6 +123,8 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--n-train", type=int, default=None, help="default: every training image not held out")
     p.add_argument("--n-val", type=int, default=1000)
+    p.add_argument("--n-eval", type=int, default=None,
+                   help="validation (and training) images measured every evaluated epoch (default: all of --n-val)")
     p.add_argument("--n-test", type=int, default=1000, help="test images measured once, after the last epoch")
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--milestones", default="")
@@ -143,12 +146,14 @@ def main(argv=None):
     t0 = time.time()
     full = load_dataset(a.data)
     train, val = split_validation(full, a.n_train, a.n_val, a.seed)
-    cfg = dict(recipe="fgsm", eps=a.eps / 255, attack_eps=a.attack_eps / 255, xi=a.xi / 255, epochs=a.epochs,
-               batch_size=a.bs, lr=a.lr, milestones=tuple(int(m) for m in a.milestones.split(",") if m),
-               lr_schedule=a.lr_schedule, momentum=0.9, weight_decay=a.wd, n_eval=a.n_val, eval_every=a.eval_every,
-               seed=a.seed, dataset=val.name, model=a.model, width=a.width, n_train=len(train.y_train),
-               clean_bn_forward=a.clean_bn, precision=a.precision, attack_precision=a.attack_precision,
-               profile="probe")
+    # Every setting a trial varies, on top of the `cifar` profile (its attack and bench settings are not used here).
+    cfg = get_profile("cifar") | dict(
+        recipe="fgsm", eps=a.eps / 255, attack_eps=a.attack_eps / 255, xi=a.xi / 255, epochs=a.epochs,
+        batch_size=a.bs, lr=a.lr, milestones=tuple(int(m) for m in a.milestones.split(",") if m),
+        lr_schedule=a.lr_schedule, momentum=0.9, weight_decay=a.wd, n_eval=a.n_eval or a.n_val,
+        eval_every=a.eval_every, seed=a.seed, dataset=val.name, model=a.model, width=a.width,
+        n_train=len(train.y_train), clean_bn_forward=a.clean_bn, precision=a.precision,
+        attack_precision=a.attack_precision, profile="probe", status=None)
     rt = runtime_for(cfg)
     print(f"{a.tag}: {len(train.y_train)} training images, {a.n_val} validation, runtime {rt.describe()}", flush=True)
     set_seed(a.seed)
@@ -156,15 +161,18 @@ def main(argv=None):
     ckpt = Path(a.runs) / f"{a.tag}-s{a.seed}.pt"
     history = fit(model, val, cfg, ckpt=ckpt, progress=True)
     t1 = time.time()
-    test = evaluate_epoch(model, train, cfg | {"n_eval": a.n_test})
+    with rt.scope():  # the final measurement: all validation images, then the first n_test test images
+        final_val = evaluate_epoch(model, val, cfg | {"n_eval": a.n_val})
+        test = evaluate_epoch(model, train, cfg | {"n_eval": a.n_test})
     test = {k: v for k, v in test.items() if not k.startswith("train_")}
+    final_val = {k: v for k, v in final_val.items() if not k.startswith("train_")}
     print(json.dumps({"tag": a.tag, "test": test, "test_seconds": time.time() - t1}), flush=True)
     log = Path(a.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
         f.write(json.dumps({"tag": a.tag, "args": vars(a), "n_train_used": len(train.y_train), "runtime": rt.record(),
-                            "commit": git_commit(), "history": history, "test": test, "n_test": a.n_test,
-                            "wall_seconds": time.time() - t0}) + "\n")
+                            "commit": git_commit(), "history": history, "val": final_val, "test": test,
+                            "n_test": a.n_test, "wall_seconds": time.time() - t0}) + "\n")
 
 
 if __name__ == "__main__":

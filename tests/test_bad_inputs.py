@@ -24,6 +24,7 @@ from tpap_nb import data as D
 from tpap_nb import models
 from tpap_nb import train as T
 from tpap_nb.attacks import ATTACKS, build_attack, fgsm, pgd
+from tpap_nb.data import folders
 from tpap_nb.evaluate import load_records, robust_accuracy, robust_predictions, run_attacks
 from tpap_nb.experiments import table3 as t3
 from tpap_nb.experiments.adaptive import DefendedClassifier
@@ -486,13 +487,13 @@ def test_an_unwritable_cache_is_a_warning_naming_where_not_a_silent_pass(tmp_pat
     root.mkdir()
     (root / "cache").write_text("a file where the cache folder should be")
     with pytest.warns(UserWarning, match=f"Could not write the image cache {re.escape(str(root / 'cache'))}"):
-        ds = D._folder(folder, root)
+        ds = folders.load_folder(folder, root)
     assert ds.x_train.shape == (4, 3, 8, 8)
-    cache = D._folder_cache(folder, {s: folder / s for s in ("train", "test")}, tmp_path / "ok")
+    cache = folders._folder_cache(folder, {s: folder / s for s in ("train", "test")}, tmp_path / "ok")
     cache.parent.mkdir(parents=True)
     cache.write_bytes(b"not an npz")
     with pytest.warns(UserWarning, match="cannot be read"):
-        assert D._folder(folder, tmp_path / "ok").x_train.shape == (4, 3, 8, 8)
+        assert folders.load_folder(folder, tmp_path / "ok").x_train.shape == (4, 3, 8, 8)
 
 
 def test_image_folder_errors_name_the_file(tmp_path):
@@ -503,52 +504,52 @@ def test_image_folder_errors_name_the_file(tmp_path):
     raw = (f / "train.zip").read_bytes()
     (f / "train.zip").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(tp.DatasetUnavailable, match=rf"{f / 'train.zip'} is not a readable zip file"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
     f = fresh("member", zipped=True)
     with zipfile.ZipFile(f / "test.zip", "a") as zf:
         zf.writestr("cat/bad.png", b"this is not a png")
     with pytest.raises(tp.DatasetUnavailable, match=r"test.zip member cat/bad.png is not an image PIL can read"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
     f = fresh("flipped", zipped=True)
     raw = bytearray((f / "test.zip").read_bytes())
     raw[60] ^= 0xFF  # inside the first member's data: its CRC fails
     (f / "test.zip").write_bytes(bytes(raw))
     with pytest.raises(tp.DatasetUnavailable, match=r"test.zip member cat/0.png"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
     f = fresh("text")
     (f / "train" / "dog" / "notes.png").write_text("not an image")
     with pytest.raises(tp.DatasetUnavailable, match=rf"{f / 'train' / 'dog' / 'notes.png'} is not an image"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
     f = fresh("empty")
     (f / "test" / "bird").mkdir()
     (f / "train" / "bird").mkdir()
     (f / "train" / "bird" / "0.png").write_bytes(_png(np.random.default_rng(3)))
     with pytest.raises(tp.DatasetUnavailable, match=rf"{f / 'test' / 'bird'} holds no images"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
     (f / "train" / "bird" / "0.png").unlink()
     (f / "train" / "bird" / "readme.txt").write_text("no images here")
     with pytest.raises(tp.DatasetUnavailable, match=rf"{f / 'train' / 'bird'} holds no images"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
     f = fresh("emptyzip", zipped=True)
     with zipfile.ZipFile(f / "train.zip", "a") as zf:
         zf.writestr("bird/", b"")
     with pytest.raises(tp.DatasetUnavailable, match=r"train.zip, folder bird/ holds no images"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
     f = fresh("mixed")
     _bump(f / "train" / "dog" / "1.png", _png(np.random.default_rng(1), size=10))
     with pytest.raises(tp.DatasetUnavailable, match=r"dog/1.png is 10 x 10 pixels, but .*cat/0.png is 8 x 8"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
     f = fresh("splits")
     for p in (f / "test").rglob("*.png"):
         p.write_bytes(_png(np.random.default_rng(2), size=6))
     with pytest.raises(tp.DatasetUnavailable, match=r"test holds 6 x 6 images but .*train 8 x 8"):
-        D._folder(f, tmp_path)
+        folders.load_folder(f, tmp_path)
 
 
 # ------------------------------------------------------------------ torchvision, weights, Tab. 3: the real cause
@@ -602,7 +603,8 @@ def test_a_damaged_weights_file_is_not_reported_as_a_failed_download(tmp_path, m
 
 
 def test_table3_status_says_why_the_download_failed(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "download_caltech101", lambda root: (_ for _ in ()).throw(OSError(28, "No space left")))
+    full = OSError(28, "No space left")
+    monkeypatch.setattr(D.caltech, "download_caltech101", lambda root: (_ for _ in ()).throw(full))
     monkeypatch.setattr(models, "imagenet_resnet18_state", lambda: {})
     ok, msg = t3.status()
     assert not ok and "download failed: OSError: [Errno 28] No space left" in msg

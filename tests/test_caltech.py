@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 import tpap_nb as tp
-from tpap_nb import data as tdata
 from tpap_nb import models
+from tpap_nb.data import caltech as tdata
 from tpap_nb.experiments import table3 as t3
 from tpap_nb.paper import TABLE3
 

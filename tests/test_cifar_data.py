@@ -8,8 +8,9 @@ import torch
 
 import tpap_nb as tp
 from tpap_nb import data as D
+from tpap_nb.data import folders, loaders
 
-CLASSES = D.CIFAR10_CLASSES
+CLASSES = loaders.CIFAR10_CLASSES
 
 
 def _jpeg_bytes(rng, size=32):
@@ -64,7 +65,7 @@ def test_cifar10_labels_follow_the_official_order_and_pixels_survive(tmp_path, o
 
     folder = _make_tree(tmp_path / "jpeg", per_class=(1, 1))
     ref = np.asarray(Image.open(folder / "train" / "ship" / "0000.jpg").convert("RGB"))
-    ds = D._folder(folder, tmp_path, name="cifar10", classes=CLASSES)
+    ds = folders.load_folder(folder, tmp_path, name="cifar10", classes=CLASSES)
     i = ds.y_train.tolist().index(CLASSES.index("ship"))
     assert np.array_equal(ds.x_train[i].permute(1, 2, 0).numpy(), ref)
 
@@ -76,7 +77,7 @@ def test_cifar10_jpeg_dir_from_environment_and_cached_once(tmp_path, offline, mo
     caches = list((tmp_path / "root" / "cache").glob("folder-*.npz"))
     assert len(caches) == 1
     # the cache alone serves the next load: no JPEG is decoded again
-    monkeypatch.setattr(D, "_read_tree", lambda *a, **k: pytest.fail("re-read the JPEGs despite the cache"))
+    monkeypatch.setattr(folders, "_read_tree", lambda *a, **k: pytest.fail("re-read the JPEGs despite the cache"))
     again = tp.load_dataset("cifar10", root=tmp_path / "root")
     assert torch.equal(first.x_train, again.x_train) and torch.equal(first.y_test, again.y_test)
 
@@ -115,4 +116,4 @@ def test_folder_with_mismatched_classes_is_refused(tmp_path, offline):
     folder = _make_tree(tmp_path / "jpeg", per_class=(1, 1))
     (folder / "train" / "ship").rename(folder / "train" / "boat")
     with pytest.raises(tp.DatasetUnavailable, match="differ"):
-        D._folder(folder, tmp_path, name="cifar10", classes=CLASSES)
+        folders.load_folder(folder, tmp_path, name="cifar10", classes=CLASSES)

@@ -165,11 +165,11 @@ def test_a_budgeted_attack_never_exceeds_its_budget(name, ro_model, test_xy):
             "sta_flow1": dict(steps=10)}[name]
     x_adv = build_attack(name, ro_model, **over)(x, y)
     if name == "sta_flow1":
-        from tpap_nb.attacks.sta_budget import sta_budget
+        from tpap_nb.attacks.sta_flow1 import sta_flow1
 
-        _, info = sta_budget(ro_model, x, y, max_flow=1.0, steps=10, alpha=0.25, return_info=True)
+        _, info = sta_flow1(ro_model, x, y, max_flow=1.0, steps=10, alpha=0.25, return_info=True)
         assert info["flow"].abs().max() <= 1.0
-        assert torch.allclose(x_adv, sta_budget(ro_model, x, y, max_flow=1.0, steps=10, alpha=0.25))
+        assert torch.allclose(x_adv, sta_flow1(ro_model, x, y, max_flow=1.0, steps=10, alpha=0.25))
     else:
         assert ((x_adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-6).all()
 

@@ -14,7 +14,7 @@ from tpap_nb.attacks.dim import PAPER_SETTINGS as DIM_PAPER
 from tpap_nb.attacks.dim import dim, resize_pad
 from tpap_nb.attacks.sta_advertorch import PAPER_SETTINGS as STA_PAPER
 from tpap_nb.attacks.sta_advertorch import sta_advertorch
-from tpap_nb.attacks.sta_budget import sta_budget
+from tpap_nb.attacks.sta_flow1 import sta_flow1
 from tpap_nb.attacks.stadv import flow_warp
 
 EPS = 8 / 255
@@ -224,10 +224,10 @@ def test_sta_advertorch_constant_never_changes(linear, monkeypatch):
 
 
 @pytest.mark.parametrize("max_flow", [0.05, 0.3, 1.0])
-def test_sta_budget_never_exceeds_its_flow_bound(linear, max_flow):
+def test_sta_flow1_never_exceeds_its_flow_bound(linear, max_flow):
     x = _images(8)
     y = _predict(linear, x)
-    x_adv, info = sta_budget(linear, x, y, max_flow=max_flow, return_info=True)
+    x_adv, info = sta_flow1(linear, x, y, max_flow=max_flow, return_info=True)
     flow = info["flow"]
     assert flow.double().abs().max().item() <= max_flow  # exact, in real numbers (0.05 is not a float32)
     assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
@@ -238,23 +238,23 @@ def test_sta_budget_never_exceeds_its_flow_bound(linear, max_flow):
     assert torch.equal(info["success"], _predict(linear, x_adv) != y)
 
 
-def test_sta_budget_larger_budget_succeeds_at_least_as_often(linear):
+def test_sta_flow1_larger_budget_succeeds_at_least_as_often(linear):
     x = _images(16)
     y = _predict(linear, x)
     wins = []
     for max_flow in (0.0, 0.1, 1.0):
-        x_adv = sta_budget(linear, x, y, max_flow=max_flow)
+        x_adv = sta_flow1(linear, x, y, max_flow=max_flow)
         wins.append(int((_predict(linear, x_adv) != y).sum()))
     assert wins[0] == 0
     assert wins[0] <= wins[1] <= wins[2]
     assert wins[2] > wins[1], wins  # the bound matters on this model
 
 
-def test_sta_budget_zero_budget_and_unmovable_model_return_x(linear):
+def test_sta_flow1_zero_budget_and_unmovable_model_return_x(linear):
     x = _images(4)
     y = _predict(linear, x)
-    assert torch.equal(sta_budget(linear, x, y, max_flow=0.0), x)
+    assert torch.equal(sta_flow1(linear, x, y, max_flow=0.0), x)
     model = ConstantModel().eval()
-    assert torch.equal(sta_budget(model, x, _predict(model, x), max_flow=1.0), x)
+    assert torch.equal(sta_flow1(model, x, _predict(model, x), max_flow=1.0), x)
     with pytest.raises(ValueError, match="max_flow"):
-        sta_budget(linear, x, y, max_flow=float("inf"))
+        sta_flow1(linear, x, y, max_flow=float("inf"))

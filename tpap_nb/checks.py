@@ -197,3 +197,9 @@ def import_torchattacks():
             "`make setup` does this for you."
         ) from None
     return torchattacks
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): for errors that name a cause."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

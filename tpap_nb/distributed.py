@@ -28,6 +28,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -72,7 +73,7 @@ class CraftOnInner(nn.Module):
         return self.ddp(x) if self.training else self.ddp.module(x)
 
 
-def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = None,
+def fit_ddp(model: nn.Module, data: Dataset, cfg: Mapping, ckpt: str | Path | None = None,
             sync_bn: bool = False) -> list[dict]:
     """`tpap_nb.fit` for one rank of a process group (no evaluation, no resume); trains `model` in place.
 
@@ -123,7 +124,7 @@ def fit_ddp(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None 
     return history
 
 
-def _meta(model, data: Dataset, cfg: dict, world_size: int) -> dict:
+def _meta(model, data: Dataset, cfg: Mapping, world_size: int) -> dict:
     """The metadata `fit` writes, plus world_size."""
     return {k: cfg.get(k) for k in RUN_KEYS} | {k: cfg.get(k, d) for k, d in OPTIONAL_RUN_KEYS.items()} | {
         "dataset": data.name, "model": getattr(model, "arch", type(model).__name__), "milestones":

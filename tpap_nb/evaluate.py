@@ -52,7 +52,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, confidence
 
 
 def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: AttackFn | None = None,
-                       xi: float | None = None, batch_size: int = 512, cfg: dict | None = None,
+                       xi: float | None = None, batch_size: int = 512, cfg: Mapping | None = None,
                        runtime: Runtime | None = None, allow_negative_xi: bool = False) -> dict[str, torch.Tensor]:
     """Per-example correctness on the bare model and after purification.
 
@@ -119,7 +119,7 @@ def attack_overrides(name: str, cfg: Mapping) -> dict:
     return over
 
 
-def pgd20_attack(model: nn.Module, cfg: dict) -> Attack:
+def pgd20_attack(model: nn.Module, cfg: Mapping) -> Attack:
     """The one PGD-20 of the kit: the registry's `pgd20` at the profile's eps and seed (`attack_overrides`).
 
     20 steps of 0.003 at 8/255 (the authors' step), scaled in proportion to eps elsewhere, random
@@ -129,7 +129,7 @@ def pgd20_attack(model: nn.Module, cfg: dict) -> Attack:
     return build_attack("pgd20", model, **attack_overrides("pgd20", cfg))
 
 
-def pgd20_step(cfg: dict) -> float:
+def pgd20_step(cfg: Mapping) -> float:
     """The step size of `pgd20_attack` on profile cfg (0.003 at 8/255, in proportion to eps elsewhere)."""
     return attack_settings("pgd20", **attack_overrides("pgd20", cfg))["alpha"]
 
@@ -187,7 +187,7 @@ def _pct(mask: torch.Tensor) -> float:
     return 100 * mask.float().mean().item()
 
 
-def run_attacks(model, x, y, attacks, xi: float, cfg: dict, training: str = "fgsm",
+def run_attacks(model, x, y, attacks, xi: float, cfg: Mapping, training: str = "fgsm",
                 overrides: dict | None = None, store: Path | None = None, progress: bool = True,
                 allow_negative_xi: bool = False) -> list[dict]:
     """Accuracy of the bare model and of TPAP(model, xi) on each attack, as cached tidy records.

@@ -45,12 +45,12 @@ SHIPPED = REPO / "checkpoints"
 SHIPPED_FORMAT = "tpap_nb-shipped-1"
 
 
-def recipe_spec(cfg: dict) -> dict:
+def recipe_spec(cfg: Mapping) -> dict:
     """What a shipped network must match: the run's settings (`train.run_spec`) without the fast path."""
     return {k: v for k, v in run_spec(cfg).items() if k not in FAST_KEYS}
 
 
-def shipped_name(cfg: dict) -> str:
+def shipped_name(cfg: Mapping) -> str:
     """dataset-model-recipe-epsN-profile-<hash of recipe_spec>: the name of a shipped checkpoint."""
     key = json.dumps(recipe_spec(cfg), sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
@@ -66,7 +66,7 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def shipped_record(cfg: dict, folder: Path | None = None) -> dict | None:
+def shipped_record(cfg: Mapping, folder: Path | None = None) -> dict | None:
     """The JSON of the shipped checkpoint made with cfg's settings (after recipe_config), or None."""
     path = (folder or SHIPPED) / f"{shipped_name(cfg)}.json"
     if not path.is_file():
@@ -164,7 +164,7 @@ def get_or_train(cfg: Mapping, recipe: str = "fgsm", progress: bool = True, data
 
 # ----------------------------------------------------------------------------- export and verify
 
-def export(cfg: dict, recipe: str, n_test: int = 1000, folder: Path | None = None) -> dict:
+def export(cfg: Mapping, recipe: str, n_test: int = 1000, folder: Path | None = None) -> dict:
     """Write the shipped copy of the complete checkpoint of (cfg, recipe): half-precision weights + JSON record."""
     from .plots import git_commit
 

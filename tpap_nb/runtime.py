@@ -25,6 +25,7 @@ import contextlib
 import functools
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -220,7 +221,7 @@ def resolve(device: str | torch.device = "auto", precision: str = "auto", attack
 RUNTIME_KEYS = ("device", "precision", "attack_precision", "memory_format", "threads", "compile")
 
 
-def runtime_for(cfg: dict, device: torch.device | None = None) -> Runtime:
+def runtime_for(cfg: Mapping, device: torch.device | None = None) -> Runtime:
     """The Runtime of a config (its RUNTIME_KEYS; absent keys are "auto"), on `device` when given."""
     kw = {k: cfg[k] for k in RUNTIME_KEYS if cfg.get(k) is not None}
     if device is not None:

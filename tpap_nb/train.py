@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .attacks.base import fgsm, pgd, pgd_loop
-from .checks import inputs_checked
+from .checks import first_line, inputs_checked
 from .config import __version__, runs_root
 from .data import Dataset, batches, to_float
 from .evaluate import pgd20_attack, robust_accuracy
@@ -89,7 +89,7 @@ def _mart_loss(logits, logits_adv, y, beta):
     return loss_adv + beta * (_kl(logits_adv, logits) * (1.0000001 - p_true)).mean()
 
 
-def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
+def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Mapping) -> torch.Tensor:
     """The loss of one batch for `cfg['recipe']`; adversarial examples are crafted in eval mode.
 
     TRADES and MART pass the clean and the adversarial batch through the network separately,
@@ -133,7 +133,7 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict)
     return F.cross_entropy(model(x_adv), y)  # Eq. 4: the loss on the adversarial batch only
 
 
-def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: dict,
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: Mapping,
                rt: Runtime, scale: float = 1.0) -> torch.Tensor:
     """One training iteration of cfg['recipe'] in the runtime's precision and memory format: the loss
     (`training_loss`), backward of scale * loss, an optimiser step; returns the (unscaled) loss.
@@ -148,7 +148,7 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
+def evaluate_epoch(model: nn.Module, data: Dataset, cfg: Mapping) -> dict:
     """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP.
 
     The attacks use the attack eps (cfg['attack_eps']), not the training eps, and run in the
@@ -167,7 +167,7 @@ def evaluate_epoch(model: nn.Module, data: Dataset, cfg: dict) -> dict:
     return rec | eval_settings(cfg)
 
 
-def eval_settings(cfg: dict) -> dict:
+def eval_settings(cfg: Mapping) -> dict:
     """What an evaluated epoch's numbers depend on beyond the weights (recorded in the history)."""
     return {"eval_xi": float(cfg["xi"]), "eval_eps": float(cfg["attack_eps"]), "eval_n": int(cfg["n_eval"]),
             "eval_precision": runtime_for(cfg).attack_precision}
@@ -244,14 +244,14 @@ def read_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as err:  # weights_only's refusal: its own line says what it refused
         boiler = ("Weights only load failed", "Please file an issue", "Check the documentation")
         why = next((ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith(boiler)),
-                   _first_line(err))
+                   first_line(err))
         raise CheckpointError(
             f"{path} is not a loadable tpap_nb checkpoint ({why}). It was refused "
             "without running any code inside it; delete it to retrain, or check where it came from."
         ) from None
     except Exception as err:  # truncated or damaged: RuntimeError (zip reader), OSError, EOFError, ...
         raise CheckpointError(
-            f"{path} ({size} bytes) cannot be read: {type(err).__name__}: {_first_line(err)}. It is truncated or "
+            f"{path} ({size} bytes) cannot be read: {type(err).__name__}: {first_line(err)}. It is truncated or "
             "damaged (a copy cut short, a full disk); delete it to retrain, or copy it again."
         ) from None
     if not isinstance(state, dict) or state.get("format") != "tpap_nb-checkpoint-1":
@@ -265,11 +265,6 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is marked as a tpap_nb checkpoint but has {', '.join(problems)}: it was "
                               "written by something else or damaged. Delete it to retrain.")
     return state
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def check_weights(path: str | Path, model: nn.Module, weights: dict) -> None:
@@ -391,7 +386,7 @@ class RunLock:
         self.release()
 
 
-def run_spec(cfg: dict, rt: Runtime | None = None) -> dict:
+def run_spec(cfg: Mapping, rt: Runtime | None = None) -> dict:
     """What defines a training run: RUN_KEYS, the optional keys that differ from their defaults, the fast path on."""
     fast = fast_spec(rt if rt is not None else runtime_for(cfg))
     return ({k: cfg.get(k) for k in RUN_KEYS}
@@ -399,7 +394,7 @@ def run_spec(cfg: dict, rt: Runtime | None = None) -> dict:
             | {k: v for k, v in fast.items() if v})
 
 
-def run_name(cfg: dict) -> str:
+def run_name(cfg: Mapping) -> str:
     """A checkpoint named by what made it: dataset, model, recipe, eps, profile + settings hash."""
     spec = run_spec(cfg)
     key = json.dumps(spec, sort_keys=True, default=str)
@@ -408,13 +403,13 @@ def run_name(cfg: dict) -> str:
     return f"{ds}-{cfg['model']}-{cfg['recipe']}-eps{cfg['eps'] * 255:.0f}-{cfg.get('profile', 'custom')}-{digest}"
 
 
-def checkpoint_path(cfg: dict) -> Path:
+def checkpoint_path(cfg: Mapping) -> Path:
     return runs_root() / "checkpoints" / f"{run_name(cfg)}.pt"
 
 
 # ----------------------------------------------------------------------------- training
 
-def lr_scheduler(opt: torch.optim.Optimizer, cfg: dict, steps_per_epoch: int):
+def lr_scheduler(opt: torch.optim.Optimizer, cfg: Mapping, steps_per_epoch: int):
     """The run's lr schedule and whether it steps per batch: MultiStepLR per epoch, or the one-cycle per step."""
     if cfg["lr_schedule"] == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=0.1), False
@@ -430,7 +425,7 @@ def lr_scheduler(opt: torch.optim.Optimizer, cfg: dict, steps_per_epoch: int):
 ONECYCLE_PEAK = 0.4
 
 
-def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = None,
+def fit(model: nn.Module, data: Dataset, cfg: Mapping, ckpt: str | Path | None = None,
         progress: bool = True) -> list[dict]:
     """Train `model` on `data` with cfg['recipe'] (default: Algorithm 1), evaluating and checkpointing.
 
@@ -522,7 +517,7 @@ def fit(model: nn.Module, data: Dataset, cfg: dict, ckpt: str | Path | None = No
     return history
 
 
-def reevaluated(model: nn.Module, data: Dataset, cfg: dict, history: list[dict], name: str) -> list[dict]:
+def reevaluated(model: nn.Module, data: Dataset, cfg: Mapping, history: list[dict], name: str) -> list[dict]:
     """`history` with its final epoch measured again where it was evaluated with another xi, attack eps, n or
     precision than cfg asks for (a reused checkpoint); the checkpoint keeps its own record."""
     last = history[-1] if history else {}

@@ -24,7 +24,7 @@ Minimal-norm attacks (`cw2`, `ddn`, `sta`) are unbounded, as in the paper: where
 return x, where they succeed a point just across the boundary, so accuracy after purification can
 exceed clean accuracy (notebook 03). Their budgeted twins answer the robustness question:
 `cw2_l2` and `ddn_l2` with an L2 `budget` (default 0.5; an x_adv beyond it is replaced by x) and
-`sta_flow1` (flow-PGD with |u|, |v| <= 1 px, `sta_budget.py`).
+`sta_flow1` (flow-PGD with |u|, |v| <= 1 px, `sta_flow1.py`).
 
 The attacks the authors actually ran, beside ours: `dim` is their "TI-DIM" (plain DIM, `dim.py`;
 the paper's 75.21 belongs beside it, not beside the real `tidim`), and `sta_advertorch` is
@@ -77,7 +77,7 @@ from .dim import dim
 from .fwa import fwa
 from .sta_advertorch import PAPER_SETTINGS as _STA_ADV_PAPER
 from .sta_advertorch import sta_advertorch
-from .sta_budget import sta_budget
+from .sta_flow1 import sta_flow1
 from .stadv import stadv
 from .tidim import tidim
 
@@ -163,8 +163,8 @@ ATTACKS: dict[str, AttackSpec] = {
         "REPRODUCTION OF A FLAW: advertorch 0.2.3 SpatialTransformAttack as the authors ran it (its "
         "constant is never searched; every input it fails on is returned as an ALL-ZERO image, so "
         "accuracy under it counts black images); the paper's STA column"),
-    "sta_flow1": AttackSpec(sta_budget, dict(max_flow=1.0, steps=20, alpha=0.25, tau=0.0), ("steps",),
-                            "tpap_nb budgeted STA (sta_budget: flow-PGD on stAdv's warp, |u|, |v| <= max_flow "
+    "sta_flow1": AttackSpec(sta_flow1, dict(max_flow=1.0, steps=20, alpha=0.25, tau=0.0), ("steps",),
+                            "tpap_nb budgeted STA (sta_flow1: flow-PGD on stAdv's warp, |u|, |v| <= max_flow "
                             "px, most adversarial iterate)"),
     "fwa": AttackSpec(fwa, dict(_LINF, kernel_size=4, gamma=0.003, steps=20, dual_steps=15), ("steps", "dual_steps"),
                       "tpap_nb own FWA (Wu et al.: Frank-Wolfe, entropic LMO, local k x k transport)"),

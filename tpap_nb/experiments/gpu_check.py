@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -85,8 +86,9 @@ def stage_bench(dev, toy: bool) -> dict:
 FLOAT32 = dict(precision="float32", attack_precision="float32", memory_format="contiguous")
 
 
-def stage_paper_epochs(cfg: dict, data, dev, epochs: int) -> dict:
-    """Stage 2: seconds per epoch of the `paper` FGSM-RO training (no evaluation), float32 and the fast path."""
+def stage_paper_epochs(cfg: Mapping, data, dev, epochs: int) -> dict:
+    """Stage 2: seconds per epoch of the `paper` FGSM-RO training (no evaluation), float32 and the fast path,
+    projected to cfg's epochs (`paper`: 150)."""
     out = {}
     for name, fast in (("float32", FLOAT32), ("fast", {})):
         run = cfg | fast | {"epochs": epochs, "eval_every": 0}
@@ -98,7 +100,7 @@ def stage_paper_epochs(cfg: dict, data, dev, epochs: int) -> dict:
         per_epoch = sum(steady) / len(steady)
         out[name] = {"epochs_timed": epochs, "runtime": model.meta["runtime"],
                      "seconds_per_epoch": per_epoch, "all_epochs_seconds": secs,
-                     "projected_seconds_150_epochs": per_epoch * 150, "n_train": len(data.y_train),
+                     "projected_seconds_150_epochs": per_epoch * cfg["epochs"], "n_train": len(data.y_train),
                      "batch_size": cfg["batch_size"]}
     return out
 
@@ -106,7 +108,7 @@ def stage_paper_epochs(cfg: dict, data, dev, epochs: int) -> dict:
 TOY_ATTACK_SETTINGS = {"aa": dict(steps=2, n_queries=20)}  # --toy only; labels show the reduced budget
 
 
-def stage_tab2(model, data, cfg: dict, n: int, dev, toy: bool = False) -> list[dict]:
+def stage_tab2(model, data, cfg: Mapping, n: int, dev, toy: bool = False) -> list[dict]:
     """Stage 4: the Tab. 2 subset, bare and TPAP, on the first n (class-mixed) test images."""
     x, y = data.test_batch(n, device=dev)
     rows = []
@@ -150,8 +152,12 @@ def run(out: Path, toy: bool = False, budget_s: float = 540.0, device: str = "au
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     env = {"TPAP_FIGURES": str(out / "figures"), "TPAP_RUNS": os.environ.get("TPAP_RUNS") or str(out / "runs")}
-    with _environment(env):
-        return _run(out, toy, budget_s, device, dataset, paper_epochs, n_tab2)
+    path = list(sys.path)
+    try:
+        with _environment(env):
+            return _run(out, toy, budget_s, device, dataset, paper_epochs, n_tab2)
+    finally:
+        sys.path[:] = path  # a torchattacks wheel put on the path for this run leaves with it
 
 
 @contextlib.contextmanager

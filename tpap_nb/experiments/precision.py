@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ PRECISIONS = ("float32", "bf16")
 LIMIT_POINTS = 1.0
 
 
-def measure(model, x, y, cfg: dict, attacks=ATTACKS, precisions=PRECISIONS, device=None) -> list[dict]:
+def measure(model, x, y, cfg: Mapping, attacks=ATTACKS, precisions=PRECISIONS, device=None) -> list[dict]:
     """One record per (attack, precision) on (x, y); per-image verdicts kept under '_bare' / '_tpap'."""
     device = device or x.device
     out = []

@@ -6,6 +6,8 @@ applied. The test images are never looked at.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from tqdm.auto import tqdm
 
 from ..attacks.base import fgsm
@@ -18,7 +20,7 @@ from ..runtime import runtime_for
 from ..train import fit
 
 
-def seed_check(cfg: dict, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0), progress: bool = True,
+def seed_check(cfg: Mapping, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 1.0), progress: bool = True,
                split: str = "validation", n_val: int | None = None, val_seed: int = 0,
                also_test: bool = False) -> list[dict]:
     """FGSM-RO runs per seed, bare and TPAP at several xi / eps, on cfg['device'].

@@ -50,7 +50,7 @@ def representable_bound(max_flow: float, dtype: torch.dtype) -> float:
     return float(b)
 
 
-def sta_budget(
+def sta_flow1(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
