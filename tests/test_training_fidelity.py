@@ -251,3 +251,28 @@ def test_seed_check_also_test_measures_the_same_networks_on_the_test_images():
     assert recs[0]["train_seconds"] == recs[1]["train_seconds"]  # one network, two measurements
     with pytest.raises(ValueError, match="split='validation'"):
         seeds.seed_check(cfg, seeds=(0,), split="test", also_test=True)
+
+
+def test_checkpoint_check_measures_each_run_on_its_own_held_out_images(tmp_path, digits):
+    from tpap_nb.experiments import seeds
+
+    cfg = tp.get_profile("smoke", epochs=1, width=4, n_eval=16)
+    _, val = digits.validation_split(60, seed=3)  # as scripts/cifar_probe.py draws it for seed 3
+    ckpt = tmp_path / "probe-s3.pt"
+    model = build()
+    T.fit(model, val, cfg | {"seed": 3, "n_train": len(val.y_train)}, ckpt=ckpt, progress=False)
+    recs = seeds.checkpoint_check([ckpt], cfg, n_val=60, n_test=30, xi_fractions=(0.5, 1.0), progress=False)
+    assert [(r["split"], r["xi/eps"], r["n"], r["seed"], r["checkpoint"]) for r in recs] == [
+        ("validation", 0.5, 60, 3, "probe-s3.pt"), ("validation", 1.0, 60, 3, "probe-s3.pt"),
+        ("test", 0.5, 30, 3, "probe-s3.pt"), ("test", 1.0, 30, 3, "probe-s3.pt")]
+    x, y = val.test_batch(60)
+    with torch.no_grad():
+        own = (model.eval()(x).argmax(1) == y).float().mean().item()
+    assert recs[0]["bare_clean"] == pytest.approx(100 * own)
+    short = tmp_path / "short.pt"
+    T.fit(build(), val, cfg | {"seed": 3, "epochs": 2, "n_train": len(val.y_train)}, ckpt=short, progress=False)
+    state = torch.load(short, weights_only=True)
+    state["history"] = state["history"][:1]
+    torch.save(state, short)
+    with pytest.raises(ValueError, match="1 of 2 epochs"):
+        seeds.checkpoint_check([short], cfg, n_val=60, n_test=30, progress=False)

@@ -16,7 +16,7 @@ from ..data import load_dataset
 from ..evaluate import pgd20_attack, robust_accuracy
 from ..models import build_model
 from ..plots import git_commit
-from ..runtime import runtime_for
+from ..runtime import Runtime, runtime_for
 from ..train import fit
 
 
@@ -49,31 +49,79 @@ def seed_check(cfg: Mapping, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 
     sets = {split: data.test_batch(n if split == "validation" else cfg["n_eval"])}
     if also_test:
         sets["test"] = full.test_batch(cfg["n_eval"])
-    eps, out = cfg["attack_eps"], []
+    out = []
     rt = runtime_for(cfg, device)
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         set_seed(seed)
         train = data.subset(n_train=cfg["n_train"], seed=seed) if cfg.get("n_train") else data
         model = build_model(cfg["model"], data.num_classes, data.in_channels, cfg["width"]).to(device)
         history = fit(model, train, cfg | {"seed": seed, "eval_every": 0}, progress=progress)
-        for name, (x, y) in sets.items():
-            with rt.attacking():
-                x_pgd = pgd20_attack(model, cfg | {"seed": seed})(x, y)
-                x_fgsm = fgsm(model, x, y, eps)
-            bare = {k: 100 * robust_accuracy(model, a, y, runtime=rt)["bare"]
-                    for k, a in {"clean": x, "fgsm": x_fgsm, "pgd20": x_pgd}.items()}
-            for f in xi_fractions:
-                tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * eps, runtime=rt)["tpap"] for k, a in
-                        {"clean": x, "pgd20": x_pgd}.items()}
-                out.append({"seed": seed, "xi/eps": f, "xi": f * eps, "split": name, "n": len(y),
-                            "train_eps": cfg["eps"], "attack_eps": eps,
-                            "n_train": len(train.y_train), "held_out": n if split == "validation" else 0,
-                            "profile": cfg.get("profile"), "clean_bn_forward": bool(cfg.get("clean_bn_forward")),
-                            "train_seconds": sum(h["train_seconds"] for h in history),
-                            "device": str(device), "runtime": rt.describe(), "precision": rt.precision,
-                            "attack_precision": rt.attack_precision, "commit": git_commit(),
-                            **{f"bare_{k}": v for k, v in bare.items()},
-                            **{f"tpap_{k}": v for k, v in tpap.items()}})
+        run = {"n_train": len(train.y_train), "held_out": n if split == "validation" else 0,
+               "train_seconds": sum(h["train_seconds"] for h in history)}
+        out += measure(model, sets, cfg | {"seed": seed}, xi_fractions, run, rt)
+    return out
+
+
+def measure(model, sets: Mapping, cfg: Mapping, xi_fractions, run: Mapping, rt: Runtime) -> list[dict]:
+    """One record per (split, xi) for a trained network: bare clean/FGSM/PGD-20 and TPAP clean/PGD-20 in percent.
+
+    sets: {split name: (x, y)}; PGD-20 is the kit's one (`evaluate.pgd20_attack`, seeded with cfg['seed']), the
+    attacks at cfg['attack_eps'], xi as fractions of it; `run` (the network's training facts) joins each record.
+    """
+    eps, out = cfg["attack_eps"], []
+    for name, (x, y) in sets.items():
+        with rt.attacking():
+            x_pgd = pgd20_attack(model, cfg)(x, y)
+            x_fgsm = fgsm(model, x, y, eps)
+        bare = {k: 100 * robust_accuracy(model, a, y, runtime=rt)["bare"]
+                for k, a in {"clean": x, "fgsm": x_fgsm, "pgd20": x_pgd}.items()}
+        for f in xi_fractions:
+            tpap = {k: 100 * robust_accuracy(model, a, y, xi=f * eps, runtime=rt)["tpap"] for k, a in
+                    {"clean": x, "pgd20": x_pgd}.items()}
+            out.append({"seed": cfg["seed"], "xi/eps": f, "xi": f * eps, "split": name, "n": len(y),
+                        "train_eps": cfg["eps"], "attack_eps": eps, **run,
+                        "profile": cfg.get("profile"), "clean_bn_forward": bool(cfg.get("clean_bn_forward")),
+                        "device": str(rt.device), "runtime": rt.describe(), "precision": rt.precision,
+                        "attack_precision": rt.attack_precision, "threads": rt.threads, "commit": git_commit(),
+                        **{f"bare_{k}": v for k, v in bare.items()},
+                        **{f"tpap_{k}": v for k, v in tpap.items()}})
+    return out
+
+
+def checkpoint_check(paths, cfg: Mapping, n_val: int, n_test: int, xi_fractions=(0.5, 0.75, 1.0),
+                     progress: bool = True) -> list[dict]:
+    """`seed_check`'s records for networks already trained on a validation split (scripts/cifar_probe.py's
+    checkpoints): each checkpoint's held-out images (`Dataset.validation_split(n_val, seed)` with its own seed,
+    as the probe drew them) and the first n_test test images, neither of which it trained on.
+
+    cfg gives the attacks (attack eps, PGD-20) and the profile name recorded; the training settings (eps, seed,
+    clean BatchNorm forward) come from each checkpoint's metadata, which must match cfg's data set.
+    """
+    from pathlib import Path
+
+    from ..train import read_checkpoint
+
+    device = get_device(cfg.get("device") or "auto")
+    full = load_dataset(cfg["dataset"]).to(device)
+    rt, out = runtime_for(cfg, device), []
+    for path in tqdm([Path(p) for p in paths], desc="checkpoints", disable=not progress):
+        state = read_checkpoint(path)
+        meta, history = state["meta"], state["history"]
+        if meta["dataset"] != full.name:
+            raise ValueError(f"{path} was trained on {meta['dataset']}, not {full.name} (cfg's data set).")
+        if len(history) < meta["epochs"]:
+            raise ValueError(f"{path} has {len(history)} of {meta['epochs']} epochs: finish its training first.")
+        val = full.validation_split(n_val, seed=meta["seed"])[1]
+        model = build_model(meta["model"], full.num_classes, full.in_channels, meta["width"]).to(device)
+        model.load_state_dict(state["model"])
+        model.eval()
+        run_cfg = cfg | {"seed": meta["seed"], "eps": meta["eps"],
+                         "clean_bn_forward": bool(meta.get("clean_bn_forward"))}
+        sets = {"validation": val.test_batch(n_val), "test": full.test_batch(n_test)}
+        run = {"n_train": meta["n_train"], "held_out": n_val, "checkpoint": path.name, "epochs": meta["epochs"],
+               "train_seconds": sum(h["train_seconds"] for h in history),
+               "train_precision": (meta.get("runtime") or {}).get("precision")}
+        out += measure(model, sets, run_cfg, xi_fractions, run, rt)
     return out
 
 
@@ -126,8 +174,25 @@ def main(argv=None) -> None:
                     help="with --split validation: measure the same networks on the test images too")
     ap.add_argument("--precision", default=None, help="auto | float32 | bf16 (default: the profile's, auto)")
     ap.add_argument("--out", type=Path, required=True, help="JSON lines file (appended to)")
+    ap.add_argument("--checkpoints", type=Path, nargs="+", default=None,
+                    help="measure these validation-split checkpoints (scripts/cifar_probe.py) instead of training")
+    ap.add_argument("--n-val", type=int, default=1000, help="with --checkpoints: the held-out images per run")
+    ap.add_argument("--n-test", type=int, default=1000, help="with --checkpoints: the first test images")
     a = ap.parse_args(argv)
     cfg = get_profile(a.profile, precision=a.precision)
+    if a.checkpoints:
+        rows = checkpoint_check(a.checkpoints, cfg, a.n_val, a.n_test, tuple(a.xi_fractions))
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        with a.out.open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        val = [r for r in rows if r["split"] == "validation"]
+        print(pd.DataFrame(rows).drop(columns=["device", "runtime", "commit"], errors="ignore").round(1)
+              .to_string(index=False))
+        try:
+            print(choose_xi(val))
+        except ValueError as err:
+            print(f"choose_xi: {err}")
+        return
     precision = runtime_for(cfg).precision
     done = set()
     if a.out.exists():
