@@ -130,6 +130,15 @@ def test_cifar100_paper_trains_fgsm_ro_at_12_and_attacks_and_baselines_at_8():
     assert tp.get_profile("paper", dataset="cifar100", eps=10 / 255)["attack_eps"] == pytest.approx(10 / 255)
 
 
+def test_any_profile_training_fgsm_ro_above_the_attack_eps_trains_its_baselines_at_the_attack_eps():
+    cfg = tp.get_profile("quick", eps=0.4, attack_eps=0.3)
+    assert cfg["baseline_eps"] == pytest.approx(0.3)
+    assert T.recipe_config(cfg, "fgsm")["eps"] == pytest.approx(0.4)
+    assert [T.recipe_config(cfg, r)["eps"] for r in ("pgd", "trades", "mart")] == pytest.approx([0.3] * 3)
+    same = tp.get_profile("quick", eps=0.3)
+    assert same["baseline_eps"] is None and T.recipe_config(same, "pgd")["eps"] == pytest.approx(0.3)
+
+
 def test_per_epoch_evaluation_attacks_at_the_attack_eps(monkeypatch, digits):
     seen = []
     real = T.fgsm
