@@ -370,3 +370,15 @@ def test_paper_pgd_at_uses_the_authors_schedule():
     assert T.recipe_config(paper, "fgsm")["epochs"] == 150  # FGSM-RO keeps 150 / 75, 90, 140
     assert T.recipe_config(tp.get_profile("paper", epochs=10), "pgd")["epochs"] == 10  # overrides win
     assert T.recipe_config(tp.get_profile("quick"), "pgd")["epochs"] == 60
+
+
+def test_a_profile_own_pgd_at_schedule_applies_while_its_fgsm_ro_schedule_is_its_own(monkeypatch):
+    from tpap_nb import config
+
+    monkeypatch.setitem(config.PGD_AT_SCHEDULE, "quick", {"epochs": 7, "milestones": (5,)})
+    quick = tp.get_profile("quick")
+    assert (T.recipe_config(quick, "pgd")["epochs"], T.recipe_config(quick, "pgd")["milestones"]) == (7, (5,))
+    assert T.recipe_config(quick, "fgsm")["epochs"] == 60
+    assert T.recipe_config(tp.get_profile("quick", epochs=30), "pgd")["epochs"] == 30  # a changed schedule: shared
+    authors = tp.get_profile("paper", schedule="authors")  # the authors' FGSM-RO script goes with their PGD-AT one
+    assert T.recipe_config(authors, "fgsm")["epochs"] == 100 and T.recipe_config(authors, "pgd")["epochs"] == 120

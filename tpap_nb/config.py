@@ -130,6 +130,9 @@ AUTHORS_SCHEDULE = {"cifar10": {"epochs": 100, "milestones": (75, 90, 140)},
 # epsilon = 0.031 (8/255) on both data sets (:148, :168). `paper` trains PGD-AT so unless its epochs or
 # milestones were changed (the resolved `pgd_at_schedule`; None: PGD-AT trains on the profile's schedule).
 PAPER_PGD_AT_SCHEDULE = {"epochs": 120, "milestones": (75, 90, 110)}
+# PGD-AT's own schedule per profile, applied while the profile's FGSM-RO schedule is its own (a changed epochs or
+# milestones trains PGD-AT on the changed schedule too).
+PGD_AT_SCHEDULE = {"paper": PAPER_PGD_AT_SCHEDULE}
 # The radius the paper states its attacks at (Tab. 2): the registry's step sizes are written for it and move
 # in proportion to a profile's attack eps (evaluate.attack_overrides).
 PAPER_EPS = 8 / 255
@@ -175,7 +178,8 @@ def get_profile(name: str = "quick", allow_negative_xi: bool = False, **override
     if cfg["attack_eps"] is None:  # the test attacks' radius: the profile's eps, before a training-only change
         cfg["attack_eps"] = cfg["eps"]
     paper = PROFILES["paper"]
-    own = dict(epochs=paper["epochs"], milestones=paper["milestones"])  # the schedule PGD-AT's replaces
+    table = PROFILES[name]
+    own = dict(epochs=table["epochs"], milestones=table["milestones"])  # the schedule PGD-AT's replaces
     if name == "paper":
         if "batch_size" not in given:
             cfg["batch_size"] = PAPER_BATCH.get((cfg["model"], cfg["dataset"]), 128)
@@ -188,14 +192,16 @@ def get_profile(name: str = "quick", allow_negative_xi: bool = False, **override
         if cfg["dataset"] not in AUTHORS_SCHEDULE:
             raise ValueError(f"schedule='authors' is known for {sorted(AUTHORS_SCHEDULE)} (the authors' scripts), "
                              f"not {cfg['dataset']!r}; pass epochs and milestones instead.")
-        own = AUTHORS_SCHEDULE[cfg["dataset"]]
-        cfg |= {k: v for k, v in own.items() if k not in given}
+        authors = AUTHORS_SCHEDULE[cfg["dataset"]]
+        cfg |= {k: v for k, v in authors.items() if k not in given}
+        if name == "paper":  # the authors' scripts: their FGSM-RO schedule goes with their PGD-AT one
+            own = authors
     unchanged = cfg["epochs"] == own["epochs"] and tuple(cfg["milestones"]) == tuple(own["milestones"])
     table3 = CALTECH.get(name, CALTECH["quick"]) | {"eps": TABLE3_EPS} | {
         k: paper[k] for k in ("lr", "momentum", "weight_decay", "pgd_steps", "beta")} | {
         "paper_epochs": paper["epochs"], "paper_milestones": paper["milestones"]}
     return Config(cfg | {"status": PROFILE_STATUS.get(name), "baseline_eps": baseline_eps,
-                         "pgd_at_schedule": PAPER_PGD_AT_SCHEDULE if name == "paper" and unchanged else None,
+                         "pgd_at_schedule": PGD_AT_SCHEDULE.get(name) if unchanged else None,
                          "table3": table3, "bench": BENCH}, allow_negative_xi)
 
 
