@@ -382,3 +382,20 @@ def test_a_profile_own_pgd_at_schedule_applies_while_its_fgsm_ro_schedule_is_its
     assert T.recipe_config(tp.get_profile("quick", epochs=30), "pgd")["epochs"] == 30  # a changed schedule: shared
     authors = tp.get_profile("paper", schedule="authors")  # the authors' FGSM-RO script goes with their PGD-AT one
     assert T.recipe_config(authors, "fgsm")["epochs"] == 100 and T.recipe_config(authors, "pgd")["epochs"] == 120
+
+
+def test_n_val_holds_out_training_images_the_run_never_sees(digits, monkeypatch):
+    from tpap_nb import runs
+
+    monkeypatch.setattr(runs, "load_dataset", lambda name: digits)
+    cfg = tp.get_profile("smoke", n_val=100, seed=4) | {"n_train": None}
+    train, val = runs.run_data(cfg), runs.validation_data(cfg)
+    assert len(train.y_train) == len(digits.y_train) - 100 and len(val.y_test) == 100
+    seen = {bytes(x.cpu().numpy()) for x in train.x_train}
+    assert sum(bytes(x.cpu().numpy()) in seen for x in val.x_test) <= 2  # held out (digits repeats an image or two)
+    assert torch.equal(train.x_test, digits.x_test)  # the real test split is kept for reporting
+    assert torch.equal(val.x_test, digits.validation_split(100, seed=4)[1].x_test)  # the run's seed draws them
+    assert T.run_name(cfg) != T.run_name(cfg | {"n_val": 0})  # another training set: another network
+    assert T.run_name(cfg | {"n_val": 0}) == T.run_name(tp.get_profile("smoke", seed=4) | {"n_train": None})
+    with pytest.raises(ValueError, match="n_val = 0"):
+        runs.validation_data(tp.get_profile("smoke"))

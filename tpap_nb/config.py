@@ -25,7 +25,7 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(
         dataset="digits", model="small_cnn", width=8, epochs=3, batch_size=64, lr=0.05,
         milestones=(2,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.15,
-        n_train=512, n_eval=64, eval_every=1, device="cpu", seed=0,
+        n_train=512, n_val=0, n_eval=64, eval_every=1, device="cpu", seed=0,
         pgd_alpha=0.075, pgd_steps=10, beta=6.0,
         n_attack=32, n_adaptive=32, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart", sweep_epochs=2,
         **RUNTIME_AUTO, clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
@@ -34,7 +34,7 @@ PROFILES: dict[str, dict] = {
     "quick": dict(
         dataset="digits", model="small_cnn", width=32, epochs=60, batch_size=64, lr=0.05,
         milestones=(55,), momentum=0.9, weight_decay=1e-3, eps=0.3, xi=0.21,
-        n_train=None, n_eval=360, eval_every=5, device="auto", seed=0,
+        n_train=None, n_val=0, n_eval=360, eval_every=5, device="auto", seed=0,
         pgd_alpha=0.075, pgd_steps=5, beta=6.0,
         n_attack=200, n_adaptive=100, baselines="pgd", sweep_epochs=15, **RUNTIME_AUTO,
         clean_bn_forward=False, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
@@ -43,7 +43,7 @@ PROFILES: dict[str, dict] = {
     "paper": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=150, batch_size=128, lr=0.01,
         milestones=(75, 90, 140), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
-        n_train=None, n_eval=1000, eval_every=1, device="auto", seed=0,
+        n_train=None, n_val=0, n_eval=1000, eval_every=1, device="auto", seed=0,
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=10000, n_adaptive=1000, baselines="pgd,trades,mart,fgsm_trades,fgsm_mart",
         sweep_epochs=150,
@@ -58,7 +58,7 @@ PROFILES: dict[str, dict] = {
     "cifar": dict(
         dataset="cifar10", model="small_cnn", width=32, epochs=16, batch_size=128, lr=0.01,
         milestones=(12,), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
-        n_train=5000, n_eval=500, eval_every=4, device="auto", seed=0,
+        n_train=5000, n_val=0, n_eval=500, eval_every=4, device="auto", seed=0,
         pgd_alpha=3 / 255, pgd_steps=3, beta=6.0,
         n_attack=100, n_adaptive=50, baselines="pgd", sweep_epochs=4, **RUNTIME_AUTO,
         clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
@@ -70,7 +70,7 @@ PROFILES: dict[str, dict] = {
     "gpu": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=40, batch_size=128, lr=0.01,
         milestones=(30, 36), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
-        n_train=None, n_eval=1000, eval_every=2, device="auto", seed=0,
+        n_train=None, n_val=0, n_eval=1000, eval_every=2, device="auto", seed=0,
         pgd_alpha=0.007, pgd_steps=10, beta=6.0,
         n_attack=1000, n_adaptive=500, baselines="pgd", sweep_epochs=20,
         **RUNTIME_AUTO, clean_bn_forward=True, attack_eps=None, schedule=None, lr_schedule="multistep", retrain=False,
@@ -86,6 +86,8 @@ PROFILE_STATUS = {
 }
 # pgd_alpha, pgd_steps, beta: the baselines' training attack (PGD-AT/TRADES/MART: PGD-10, step
 # 0.007 for eps 8/255 in the authors' script; eps / 4 on the CPU profiles) and TRADES/MART beta.
+# n_val: training images held out as a validation split (`Dataset.validation_split`, drawn with the run's seed)
+# before n_train draws its subset: the network never trains on them, so settings such as xi are chosen on them.
 # n_attack: test examples in the attack benchmark; n_adaptive: in the adaptive-attack table (07);
 # baselines: the recipes notebook 03 trains beside TPAP; sweep_epochs: epochs of each short run
 # in the Fig. 5 sweep. To fit a 2-core CPU in 20 minutes, `quick` trains its baselines with

@@ -102,13 +102,26 @@ def load_shipped(rec: dict, device: torch.device) -> tuple[torch.nn.Module, list
 
 
 def run_data(cfg: Mapping, data: Dataset | None = None, device: torch.device | None = None) -> Dataset:
-    """The data set a run of cfg uses: `data` or cfg's data set loaded, its n_train subset (seeded with cfg's
-    seed), on `device` (default: cfg['device'] resolved). Every training entry point starts here."""
+    """The data set a run of cfg uses: `data`, or cfg's data set loaded without its n_val held-out images
+    (`validation_data`) and then its n_train subset (both drawn with cfg's seed), on `device` (default: cfg['device']
+    resolved). Every training entry point starts here."""
     if data is None:
         data = load_dataset(cfg["dataset"])
+        if cfg.get("n_val"):
+            data = data.validation_split(cfg["n_val"], seed=cfg["seed"])[0]
         if cfg["n_train"]:
             data = data.subset(n_train=cfg["n_train"], seed=cfg["seed"])
     return data.to(device if device is not None else get_device(cfg["device"]))
+
+
+def validation_data(cfg: Mapping, device: torch.device | None = None) -> Dataset:
+    """The n_val training images a run of cfg holds out (drawn with its seed), as the test split of a Dataset
+    (`.test_batch(n)`): for choosing settings such as xi without looking at the test images."""
+    if not cfg.get("n_val"):
+        raise ValueError(f"Profile {cfg.get('profile')!r} holds out no validation images (n_val = 0): set n_val "
+                         "(e.g. get_profile(..., n_val=1000)) and train with it.")
+    val = load_dataset(cfg["dataset"]).validation_split(cfg["n_val"], seed=cfg["seed"])[1]
+    return val.to(device if device is not None else get_device(cfg["device"]))
 
 
 def fresh_model(cfg: Mapping, data: Dataset, pretrained: bool = True) -> torch.nn.Module:

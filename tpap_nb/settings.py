@@ -29,7 +29,7 @@ SETTING_TYPES = {
     "profile": str, "status": str, "dataset": str, "model": str, "width": int, "recipe": str, "epochs": int,
     "batch_size": int, "lr": float, "milestones": (tuple, list), "momentum": float, "weight_decay": float,
     "eps": float, "alpha": float, "attack_eps": float, "xi": float, "baseline_eps": float,
-    "n_train": int, "n_eval": int, "eval_every": int, "device": str, "seed": int,
+    "n_train": int, "n_val": int, "n_eval": int, "eval_every": int, "device": str, "seed": int,
     "pgd_alpha": float, "pgd_steps": int, "beta": float, "n_attack": int, "n_adaptive": int, "adaptive_scale": float,
     "baselines": str, "sweep_epochs": int, "precision": str, "attack_precision": str,
     "memory_format": str, "threads": int, "compile": (bool, str), "clean_bn_forward": bool, "schedule": str,
@@ -44,7 +44,8 @@ CHOICES = {"lr_schedule": LR_SCHEDULES, "precision": PRECISIONS, "attack_precisi
 # Lower bounds: (minimum, strict). eps and lr must be > 0, counts >= 1, xi >= 0 (allow_negative_xi lifts it).
 BOUNDS = {"eps": (0, True), "lr": (0, True), "epochs": (1, False), "batch_size": (1, False),
           "n_eval": (1, False), "n_attack": (1, False), "n_adaptive": (1, False), "sweep_epochs": (1, False),
-          "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False), "threads": (1, False),
+          "pgd_steps": (1, False), "width": (1, False), "n_train": (1, False), "n_val": (0, False),
+          "threads": (1, False),
           "eval_every": (0, False), "xi": (0, False), "attack_eps": (0, True), "pgd_alpha": (0, True),
           "alpha": (0, True), "baseline_eps": (0, True), "adaptive_scale": (0, True),
           "momentum": (0, False), "weight_decay": (0, False), "beta": (0, False)}

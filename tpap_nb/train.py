@@ -32,8 +32,8 @@ RUN_KEYS = ("dataset", "model", "width", "recipe", "eps", "alpha", "epochs", "ba
             "milestones", "momentum", "weight_decay", "n_train", "seed", "pgd_steps", "pgd_alpha", "beta")
 # Settings that joined a run's name later: part of it only when they differ from these defaults, so the
 # checkpoints made before them keep their names. clean_bn_forward: the authors' clean forward
-# (training_loss); lr_schedule: config.LR_SCHEDULES.
-OPTIONAL_RUN_KEYS = {"clean_bn_forward": False, "lr_schedule": "multistep"}
+# (training_loss); lr_schedule: config.LR_SCHEDULES; n_val: training images held out (runs.run_data).
+OPTIONAL_RUN_KEYS = {"clean_bn_forward": False, "lr_schedule": "multistep", "n_val": 0}
 # The resolved fast path (tpap_nb.runtime): bf16 autocast, channels_last inputs, torch.compile. Part of a
 # run's name only when on (a bf16 network is another network than its float32 twin).
 FAST_KEYS = ("amp", "channels_last", "compile")

@@ -26,7 +26,7 @@ def seed_check(cfg: Mapping, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 
     """FGSM-RO runs per seed, bare and TPAP at several xi / eps, on cfg['device'].
 
     split="validation" (the default, for choosing settings): n_val training images (default
-    cfg['n_eval']) are held out (`Dataset.validation_split(n_val, val_seed)`), the network trains
+    cfg['n_val'], else cfg['n_eval']) are held out (`Dataset.validation_split(n_val, val_seed)`), the network trains
     on the rest and is measured on them. split="test": trains on the whole training split and
     measures the first n_eval test images (for reporting a setting already chosen).
     also_test=True (with split="validation"): the same networks, which saw neither the validation nor
@@ -44,7 +44,7 @@ def seed_check(cfg: Mapping, seeds=(0, 1, 2), xi_fractions=(0.5, 0.6, 0.7, 0.8, 
     if also_test and split != "validation":
         raise ValueError("also_test=True measures the test images beside a validation split: use split='validation'.")
     full = load_dataset(cfg["dataset"]).to(device)
-    n = n_val or cfg["n_eval"]
+    n = n_val or cfg["n_val"] or cfg["n_eval"]
     data = full.validation_split(n, val_seed)[1] if split == "validation" else full
     sets = {split: data.test_batch(n if split == "validation" else cfg["n_eval"])}
     if also_test:
