@@ -47,12 +47,20 @@ def overfits(h: dict) -> bool:
 
 
 def collapse(evals: list[dict]) -> str:
-    """The first evaluated epoch that overfits and how many of the later ones still do."""
-    hit = [i for i, h in enumerate(evals) if overfits(h)]
+    """Whether the run ends overfitted (and since which epoch, without a break), and its transient collapses."""
+    hit = [h["epoch"] for h in evals if overfits(h)]
     if not hit:
         return "no"
-    first, after = hit[0], len(evals) - hit[0]
-    return f"yes, epoch {evals[first]['epoch']} ({len(hit)} of the {after} epochs from there)"
+    streak = []
+    for h in reversed(evals):
+        if not overfits(h):
+            break
+        streak.append(h["epoch"])
+    transient = [e for e in hit if e not in streak]
+    text = f"**yes, from epoch {streak[-1]}**" if streak else "no"
+    if transient:
+        text += f"; transient at epoch{'s' if len(transient) > 1 else ''} {', '.join(map(str, transient))}"
+    return text
 
 
 def _pct(v) -> str:
