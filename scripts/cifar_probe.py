@@ -155,12 +155,14 @@ def main(argv=None):
     full = load_dataset(a.data)
     train, val = split_validation(full, a.n_train, a.n_val, a.seed)
     # Every setting a trial varies, on top of the `cifar` profile (its attack and bench settings are not used here).
+    # n_train / n_val as the profile means them (runs.run_data: n_val held out with the seed, then n_train drawn), so
+    # a trial with the profile's settings is the profile's own run (its checkpoint can be exported, tpap_nb.runs).
     cfg = get_profile("cifar") | dict(
         recipe="fgsm", eps=a.eps / 255, attack_eps=a.attack_eps / 255, xi=a.xi / 255, epochs=a.epochs,
         batch_size=a.bs, lr=a.lr, milestones=tuple(int(m) for m in a.milestones.split(",") if m),
         lr_schedule=a.lr_schedule, momentum=0.9, weight_decay=a.wd, n_eval=a.n_eval or a.n_val,
         eval_every=a.eval_every, seed=a.seed, dataset=val.name, model=a.model, width=a.width,
-        n_train=len(train.y_train), clean_bn_forward=a.clean_bn, precision=a.precision,
+        n_train=a.n_train, n_val=a.n_val, clean_bn_forward=a.clean_bn, precision=a.precision,
         attack_precision=a.attack_precision, profile="probe", status=None)
     rt = runtime_for(cfg)
     print(f"{a.tag}: {len(train.y_train)} training images, {a.n_val} validation, runtime {rt.describe()}", flush=True)
