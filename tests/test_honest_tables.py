@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tpap_nb as tp
-from tpap_nb import evaluate, report, train
+from tpap_nb import evaluate, report
 from tpap_nb.attacks import base, registry
 from tpap_nb.attacks.registry import ATTACKS, TABLE2_ATTACKS, attack_info, attack_label, attack_settings, build_attack
 from tpap_nb.config import PROFILES
@@ -76,7 +76,7 @@ def test_scale_is_gone_and_a_custom_count_is_labelled():
 
 def test_per_epoch_pgd20_and_table2_pgd20_are_one_attack(call_spy, ro_model, digits):
     cfg = tp.get_profile("smoke", n_eval=16)
-    train.evaluate_epoch(ro_model, digits, cfg)
+    evaluate.evaluate_epoch(ro_model, digits, cfg)
     epoch = [s for n, s in call_spy if n == "pgd20"]
     assert len(epoch) == 2  # train and test subsets
     call_spy.clear()

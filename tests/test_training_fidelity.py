@@ -140,11 +140,13 @@ def test_any_profile_training_fgsm_ro_above_the_attack_eps_trains_its_baselines_
 
 
 def test_per_epoch_evaluation_attacks_at_the_attack_eps(monkeypatch, digits):
+    from tpap_nb import evaluate as E
+
     seen = []
-    real = T.fgsm
-    monkeypatch.setattr(T, "fgsm", lambda m, a, b, eps: seen.append(eps) or real(m, a, b, eps))
+    real = E.fgsm
+    monkeypatch.setattr(E, "fgsm", lambda m, a, b, eps: seen.append(eps) or real(m, a, b, eps))
     cfg = tp.get_profile("smoke", eps=0.3, attack_eps=0.1, n_eval=8)
-    T.evaluate_epoch(fresh_cnn(), digits, cfg)
+    E.evaluate_epoch(fresh_cnn(), digits, cfg)
     assert seen and all(e == pytest.approx(0.1) for e in seen)
 
 
@@ -242,12 +244,40 @@ def test_a_reused_checkpoint_is_re_evaluated_when_xi_or_the_attack_eps_differ(tm
     assert same[-1]["eval_xi"] == cfg["xi"] and same[-1]["eval_n"] == 16
     other = T.fit(build(), data, cfg | {"xi": 0.05}, ckpt=ckpt, progress=False)
     assert other[-1]["eval_xi"] == 0.05 and other[-1]["eval_eps"] == cfg["eps"]
-    monkeypatch.setattr(T, "evaluate_epoch", lambda *a: pytest.fail("settings match: no re-evaluation"))
-    T.fit(build(), data, cfg, ckpt=ckpt, progress=False)  # the checkpoint still holds the creator's record
+    from tpap_nb.evaluate import EpochEvaluation
+
+    class Refuses(EpochEvaluation):
+        def __call__(self, *a):
+            pytest.fail("settings match: no re-evaluation")
+
+    T.fit(build(), data, cfg, ckpt=ckpt, progress=False, evaluate=Refuses())  # the checkpoint keeps the creator's
+    asked = cfg | {"xi": 0.05}
+    assert T.reevaluated(build(), data, asked, other, "run", Refuses()) == other  # the record asked for
+    with pytest.raises(pytest.fail.Exception, match="no re-evaluation"):
+        T.reevaluated(build(), data, asked | {"n_eval": 8}, other, "run", Refuses())
 
 
 def build():
     return tp.build_model("small_cnn", 10, 1, 4)
+
+
+def test_fit_measures_epochs_with_the_evaluation_it_is_handed(digits):
+    from tpap_nb import evaluate as E
+
+    calls = []
+
+    def clean_only(model, data, cfg):  # a handed evaluation: any callable (model, data, cfg) -> numbers
+        calls.append(len(calls))
+        return {"clean_only": float(len(calls))}
+
+    cfg = tp.get_profile("smoke", epochs=3, eval_every=2, width=4)
+    data = digits.subset(n_train=64)
+    hist = T.fit(build(), data, cfg, progress=False, evaluate=clean_only)
+    assert [h.get("clean_only") for h in hist] == [None, 1.0, 2.0]  # every 2nd epoch and the last
+    assert "eval_seconds" in hist[1] and "test_clean" not in hist[1]
+    T.fit(build(), data, cfg | {"eval_every": 0}, progress=False, evaluate=clean_only)
+    assert len(calls) == 2  # eval_every 0: never
+    assert T.evaluate_epoch is E.evaluate_epoch  # still importable from train (its old home)
 
 
 def test_seed_check_also_test_measures_the_same_networks_on_the_test_images():

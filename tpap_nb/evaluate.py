@@ -25,9 +25,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .attacks.base import fgsm
 from .attacks.registry import Attack, attack_info, attack_label, attack_settings, build_attack
 from .checks import check_images, check_labels, check_model_input, check_radius, inputs_checked
 from .config import PAPER_EPS, __version__, runs_root
+from .data import Dataset, to_float
 from .models import eval_mode
 from .purify import purify_with_pred
 from .runtime import Runtime, runtime_for
@@ -99,6 +101,41 @@ def robust_accuracy(model, x, y, attack=None, xi=None, batch_size=512, cfg=None,
     return {k: v.float().mean().item() for k, v in correct.items()}
 
 
+# ----------------------------------------------------------------------------- the per-epoch evaluation
+
+class EpochEvaluation:
+    """What `train.fit` is handed to measure an evaluated epoch for the history (`evaluate_epoch` is the kit's).
+
+    `evaluate_epoch(model, data, cfg)`: accuracies on the fixed evaluation subsets, train clean/FGSM/PGD-20 and
+    test bare and TPAP, plus `settings(cfg)`: what those numbers depend on beyond the weights (xi, attack eps, n,
+    attack precision), so a history made with other settings is measured again (`train.reevaluated`). The attacks
+    use the attack eps (cfg['attack_eps']), not the training eps, and run in the runtime's attack precision
+    (`robust_accuracy` takes it from cfg).
+    """
+
+    def __call__(self, model: nn.Module, data: Dataset, cfg: Mapping) -> dict:
+        n, eps, xi = cfg["n_eval"], cfg["attack_eps"], cfg["xi"]
+        xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
+        xte, yte = data.test_batch(n)
+        attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
+                   "pgd20": pgd20_attack(model, cfg)}  # the registry's pgd20, as Tab. 2
+        rec = {}
+        for name, atk in attacks.items():
+            rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk, cfg=cfg)["bare"]
+            acc = robust_accuracy(model, xte, yte, atk, xi=xi, cfg=cfg)
+            rec[f"test_{name}"], rec[f"tpap_{name}"] = acc["bare"], acc["tpap"]
+        return rec | self.settings(cfg)
+
+    @staticmethod
+    def settings(cfg: Mapping) -> dict:
+        """What an evaluated epoch's numbers depend on beyond the weights (recorded in the history)."""
+        return {"eval_xi": float(cfg["xi"]), "eval_eps": float(cfg["attack_eps"]), "eval_n": int(cfg["n_eval"]),
+                "eval_precision": runtime_for(cfg).attack_precision}
+
+
+evaluate_epoch = EpochEvaluation()
+
+
 # ----------------------------------------------------------------------------- the record store
 
 EPS_KEYS = {"fgsm": ("eps",), "pgd20": ("eps", "alpha"), "pgd100": ("eps", "alpha"), "aa": ("eps",),
@@ -123,7 +160,7 @@ def pgd20_attack(model: nn.Module, cfg: Mapping) -> Attack:
     """The one PGD-20 of the kit: the registry's `pgd20` at the profile's eps and seed (`attack_overrides`).
 
     20 steps of 0.003 at 8/255 (the authors' step), scaled in proportion to eps elsewhere, random
-    start from cfg['seed']. The per-epoch history (train.evaluate_epoch), Tab. 2, Tab. 6, the xi
+    start from cfg['seed']. The per-epoch history (evaluate_epoch), Tab. 2, Tab. 6, the xi
     sweep, the seed checks, t-SNE and the notebooks all call this.
     """
     return build_attack("pgd20", model, **attack_overrides("pgd20", cfg))

@@ -10,7 +10,7 @@ import pickle
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 from .attacks.base import fgsm, pgd, pgd_loop
 from .checks import first_line, inputs_checked
 from .config import __version__, runs_root
-from .data import Dataset, batches, to_float
-from .evaluate import pgd20_attack, robust_accuracy
+from .data import Dataset, batches
 from .models import build_model
 from .runtime import Runtime, runtime_for
 from .settings import RECIPES, as_config
@@ -146,31 +145,28 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     return loss.detach()
 
 
-# ----------------------------------------------------------------------------- evaluation
+# ----------------------------------------------------------------------------- evaluation (handed to fit)
 
-def evaluate_epoch(model: nn.Module, data: Dataset, cfg: Mapping) -> dict:
-    """Accuracies on the fixed evaluation subsets: train clean/FGSM/PGD-20, test bare and TPAP.
-
-    The attacks use the attack eps (cfg['attack_eps']), not the training eps, and run in the
-    runtime's attack precision (`robust_accuracy` takes it from cfg).
-    """
-    n, eps, xi = cfg["n_eval"], cfg["attack_eps"], cfg["xi"]
-    xtr, ytr = to_float(data.x_train[:n]), data.y_train[:n]
-    xte, yte = data.test_batch(n)
-    attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps),
-               "pgd20": pgd20_attack(model, cfg)}  # the registry's pgd20, as Tab. 2
-    rec = {}
-    for name, atk in attacks.items():
-        rec[f"train_{name}"] = robust_accuracy(model, xtr, ytr, atk, cfg=cfg)["bare"]
-        acc = robust_accuracy(model, xte, yte, atk, xi=xi, cfg=cfg)
-        rec[f"test_{name}"], rec[f"tpap_{name}"] = acc["bare"], acc["tpap"]
-    return rec | eval_settings(cfg)
+# What `fit` is handed to measure an evaluated epoch: evaluate(model, data, cfg) -> the epoch's numbers for the
+# history; where it has a `settings(cfg)` (what those numbers depend on beyond the weights), a history measured
+# with other settings is measured again (`reevaluated`). The kit's is `evaluate.evaluate_epoch`.
+EpochEvaluator = Callable[[nn.Module, Dataset, Mapping], dict]
 
 
-def eval_settings(cfg: Mapping) -> dict:
-    """What an evaluated epoch's numbers depend on beyond the weights (recorded in the history)."""
-    return {"eval_xi": float(cfg["xi"]), "eval_eps": float(cfg["attack_eps"]), "eval_n": int(cfg["n_eval"]),
-            "eval_precision": runtime_for(cfg).attack_precision}
+def kit_evaluation() -> EpochEvaluator:
+    """What `fit` and `reevaluated` use when handed no evaluation: `evaluate.evaluate_epoch` (accuracies on the fixed
+    evaluation subsets; the kit's history). The only use of evaluate in this module."""
+    from .evaluate import evaluate_epoch
+
+    return evaluate_epoch
+
+
+def __getattr__(name: str):
+    """`train.evaluate_epoch`: where it was before it moved to evaluate.py (runs.py and scripts/cifar_probe.py
+    still import it from here)."""
+    if name == "evaluate_epoch":
+        return kit_evaluation()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def robust_overfitting_test(history: list[dict], known_min: float = 0.9, other_max: float = 0.1,
@@ -421,20 +417,25 @@ def lr_scheduler(opt: torch.optim.Optimizer, cfg: Mapping, steps_per_epoch: int)
         opt, lambda t: t / up if t < up else max(0.0, (total - t) / (total - up))), True
 
 
+# The numbers of an evaluated epoch that fit's progress bar shows (name on the bar: key in the record).
+POSTFIX = {"clean": "test_clean", "fgsm": "test_fgsm", "pgd": "test_pgd20", "tpap_pgd": "tpap_pgd20"}
 # The one-cycle's peak, as a fraction of all steps (the third-round probes, ../shared/notes/probes.md).
 ONECYCLE_PEAK = 0.4
 
 
 def fit(model: nn.Module, data: Dataset, cfg: Mapping, ckpt: str | Path | None = None,
-        progress: bool = True) -> list[dict]:
+        progress: bool = True, evaluate: EpochEvaluator | None = None) -> list[dict]:
     """Train `model` on `data` with cfg['recipe'] (default: Algorithm 1), evaluating and checkpointing.
 
     cfg needs eps, xi, epochs, batch_size, lr, milestones, momentum, weight_decay, n_eval,
-    eval_every, seed. With `ckpt`, each epoch is saved atomically and a killed run resumes. The device
-    settings (precision, channels_last inputs, threads, compile) come from `runtime.runtime_for(cfg)`;
-    the model's own weights and memory format are left as they are.
+    eval_every, seed. Every cfg['eval_every'] epochs and after the last (none with 0), `evaluate(model, data,
+    cfg)` adds its numbers to the epoch's record (None: `kit_evaluation()`, the kit's accuracies). With `ckpt`,
+    each epoch is saved atomically and a killed run resumes. The device settings (precision, channels_last
+    inputs, threads, compile) come from `runtime.runtime_for(cfg)`; the model's own weights and memory format
+    are left as they are.
     """
     cfg = as_config(cfg)
+    evaluate = evaluate if evaluate is not None else kit_evaluation()
     device = next(model.parameters()).device
     rt = runtime_for(cfg, device)
     # Training steps run through the compiled module; it shares the weights, so checkpoints,
@@ -504,26 +505,29 @@ def fit(model: nn.Module, data: Dataset, cfg: Mapping, ckpt: str | Path | None =
                 sched.step()
             if cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]):
                 t1 = time.perf_counter()
-                rec.update(evaluate_epoch(model, data, cfg))
+                rec.update(evaluate(model, data, cfg))
                 rec["eval_seconds"] = time.perf_counter() - t1
-                bar.set_postfix(clean=f"{rec['test_clean']:.2f}", fgsm=f"{rec['test_fgsm']:.2f}",
-                                pgd=f"{rec['test_pgd20']:.2f}", tpap_pgd=f"{rec['tpap_pgd20']:.2f}")
+                bar.set_postfix({short: f"{rec[k]:.2f}" for short, k in POSTFIX.items() if k in rec})
             history.append(rec)
             if ckpt is not None:
                 save_checkpoint(Path(ckpt), model, opt, sched, meta, history, gen)
-        history = reevaluated(model, data, cfg, history, Path(ckpt).name if ckpt else "run")
+        history = reevaluated(model, data, cfg, history, Path(ckpt).name if ckpt else "run", evaluate)
     model.eval()
     model.meta = meta
     return history
 
 
-def reevaluated(model: nn.Module, data: Dataset, cfg: Mapping, history: list[dict], name: str) -> list[dict]:
-    """`history` with its final epoch measured again where it was evaluated with another xi, attack eps, n or
-    precision than cfg asks for (a reused checkpoint); the checkpoint keeps its own record."""
+def reevaluated(model: nn.Module, data: Dataset, cfg: Mapping, history: list[dict], name: str,
+                evaluate: EpochEvaluator | None = None) -> list[dict]:
+    """`history` with its final epoch measured again where it was evaluated with other settings than cfg asks for
+    (`evaluate.settings(cfg)`: the kit's are xi, attack eps, n and precision; a reused checkpoint); the checkpoint
+    keeps its own record. `evaluate`: as in `fit`."""
+    evaluate = evaluate if evaluate is not None else kit_evaluation()
     last = history[-1] if history else {}
-    asked = eval_settings(cfg) if cfg.get("eval_every") else {}
-    if "test_clean" not in last or all(last.get(k, v) == v for k, v in asked.items()):
+    settings = getattr(evaluate, "settings", None)
+    asked = settings(cfg) if cfg.get("eval_every") and settings is not None else {}
+    if not any(k in last for k in asked) or all(last.get(k, v) == v for k, v in asked.items()):
         return history
     print(f"{name}: final epoch re-evaluated with {asked} (it was evaluated with { {k: last.get(k) for k in asked} }).")
     with runtime_for(cfg, next(model.parameters()).device).scope():
-        return [*history[:-1], last | evaluate_epoch(model, data, cfg)]
+        return [*history[:-1], last | evaluate(model, data, cfg)]
