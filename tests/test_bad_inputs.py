@@ -27,7 +27,7 @@ from tpap_nb.attacks import ATTACKS, build_attack, fgsm, pgd
 from tpap_nb.data import folders
 from tpap_nb.evaluate import load_records, robust_accuracy, robust_predictions, run_attacks
 from tpap_nb.experiments import table3 as t3
-from tpap_nb.experiments.adaptive import DefendedClassifier
+from tpap_nb.experiments.adaptive import DefendedClassifier, eps_sweep, evaluate_adaptive, pgd_adaptive
 
 NAN, INF = float("nan"), float("inf")
 REPO = Path(__file__).resolve().parents[1]
@@ -85,10 +85,35 @@ def test_bad_eps_is_refused_when_an_attack_is_built_and_by_fgsm_and_pgd(net, xy,
         assert f"Attack {name!r}: eps = " in str(err.value)
     with pytest.raises(ValueError, match=match):
         build_attack("pgd20", net, alpha=value)
-    for call in (lambda: fgsm(net, x, y, value), lambda: pgd(net, x, y, value, 0.01, 2),
-                 lambda: pgd(net, x, y, 0.1, value, 2)):
-        with pytest.raises(ValueError, match=match):
+    for name, call in (("eps", lambda: fgsm(net, x, y, value)), ("eps", lambda: pgd(net, x, y, value, 0.01, 2)),
+                       ("alpha", lambda: pgd(net, x, y, 0.1, value, 2))):
+        with pytest.raises(ValueError, match=match) as err:
             call()
+        assert str(err.value).startswith(f"{name} = {value:g}") or str(err.value).startswith(f"{name} = {value}")
+
+
+@pytest.mark.parametrize("steps, error, match", [(-1, ValueError, "steps = -1 must be >= 0"),
+                                                 (2.5, TypeError, "steps = 2.5 is a float"),
+                                                 ("20", TypeError, "steps = '20' is a str")])
+def test_bad_steps_are_refused_by_pgd_called_directly(net, xy, steps, error, match):
+    """pgd() itself (not only the registry): steps = -1 used to run no step and return x, counted as robust."""
+    x, y = xy
+    with pytest.raises(error, match=match):
+        pgd(net, x, y, 0.1, 0.01, steps)
+    assert torch.equal(pgd(net, x, y, 0.1, 0.01, 0, random_start=False), x)  # zero steps stays possible here
+
+
+@pytest.mark.parametrize("value", ["0.1", "8/255", [0.1]])
+def test_xi_of_the_wrong_type_is_refused_where_it_is_given(net, xy, value):
+    """A string xi used to be accepted by TPAP and DefendedClassifier (float('0.1'), or a failure when called)."""
+    x, y = xy
+    calls = {"purify": lambda: tp.purify(net, x, value), "TPAP": lambda: tp.TPAP(net, value),
+             "robust_accuracy": lambda: robust_accuracy(net, x, y, xi=value),
+             "DefendedClassifier": lambda: DefendedClassifier(net, value)}
+    for where, call in calls.items():
+        with pytest.raises(TypeError, match=r"is a (str|list); it must be a number") as err:
+            call()
+        assert str(err.value).startswith(f"xi = {value!r} is a"), where
 
 
 @pytest.mark.parametrize("settings, error, match", [
@@ -125,7 +150,7 @@ def test_bad_settings_are_refused_when_the_attack_is_built(net, settings, error,
     ("fwa", {"kernel_size": 0}, "kernel_size = 0"),
 ])
 def test_every_attacks_own_constants_are_checked(net, name, settings, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+    with pytest.raises(ValueError, match=rf"Attack '{name}': {match}"):
         build_attack(name, net, **settings)
 
 
@@ -151,7 +176,8 @@ def test_every_attack_refuses_the_tpap_wrapper_up_front(net, xy, frozen):
         with pytest.raises(RuntimeError, match="Attack the undefended model") as err:
             build_attack(name, tp.TPAP(net, 0.1))(x, y)
         msg = str(err.value)
-        assert f"Attack {name!r}" in msg and "experiments.adaptive.DefendedClassifier" in msg
+        assert f"Attack {name!r}" in msg and "the logits of TPAP do not depend on x" in msg
+        assert "experiments.adaptive.DefendedClassifier" in msg
 
 
 def test_attacking_the_pipeline_through_bpda_or_exact_works_with_the_registry(net, xy):
@@ -162,6 +188,35 @@ def test_attacking_the_pipeline_through_bpda_or_exact_works_with_the_registry(ne
         assert (x_adv - x).abs().max() <= 0.2 + 1e-6 and not torch.equal(x_adv, x)
         x_cw = build_attack("cw2", target, steps=3, binary_search_steps=1, lr=0.1)(x, y)
         assert x_cw.shape == x.shape
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda net, x, y: DefendedClassifier(net, 0.1, tau=NAN), ValueError, "tau = nan must be a finite number > 0"),
+    (lambda net, x, y: DefendedClassifier(net, 0.1, tau="0.5"), TypeError, "tau = '0.5' is a str"),
+    (lambda net, x, y: DefendedClassifier(net, 0.1, grad="sign"), ValueError, "grad='sign' is not a gradient mode"),
+    (lambda net, x, y: pgd_adaptive(DefendedClassifier(net, 0.1), x, y, 0.1, steps=-1), ValueError,
+     "steps = -1 must be >= 1"),
+    (lambda net, x, y: pgd_adaptive(DefendedClassifier(net, 0.1), x, y, 0.1, restarts=0), ValueError,
+     "restarts = 0 must be >= 1"),
+    (lambda net, x, y: pgd_adaptive(DefendedClassifier(net, 0.1), x, y, 0.1, seed="0"), TypeError,
+     "seed = '0' is a str"),
+    (lambda net, x, y: pgd_adaptive(DefendedClassifier(net, 0.1), x, y, 8), ValueError, "eps = 8: .*8/255"),
+    (lambda net, x, y: evaluate_adaptive(net, x, y, 0.1, 0.1, attacks=("clean",), scale=0), ValueError,
+     "scale = 0 must be a finite number > 0"),
+    (lambda net, x, y: evaluate_adaptive(net, x, y, 0.1, 0.1, attacks=("clean",), steps=-1), ValueError,
+     "steps = -1 must be >= 1"),
+    (lambda net, x, y: evaluate_adaptive(net, x, y, 0.1, 0.1, attacks=("clean",), n_queries=2.5), TypeError,
+     "n_queries = 2.5 is a float"),
+    (lambda net, x, y: evaluate_adaptive(net, x, y, 0.1, 0.1, attacks=("clean",), tau=-1), ValueError,
+     "tau = -1 must be"),
+    (lambda net, x, y: eps_sweep(net, x, y, 0.1, [0.1], steps=-1), ValueError, "steps = -1 must be >= 1"),
+    (lambda net, x, y: eps_sweep(net, x, y, 0.1, [0.1, -0.2]), ValueError, "eps = -0.2 is negative"),
+])
+def test_the_adaptive_attacks_check_their_settings_on_entry(net, xy, call, error, match):
+    """The pipeline's own attacks (notebook 07): steps = -1 used to run one step (or none) without a word."""
+    x, y = xy
+    with pytest.raises(error, match=match):
+        call(net, x, y)
 
 
 # ------------------------------------------------------------------ labels, channels, dtypes
@@ -232,7 +287,7 @@ def test_no_scan_per_attack_step_or_training_step(net, xy, digits, monkeypatch):
 
 
 # ------------------------------------------------------------------ the attack-record cache
-def test_run_attacks_cache_follows_the_examples_the_weights_and_the_code(net, xy, tmp_path):
+def test_run_attacks_cache_follows_the_examples_the_weights_and_the_code(net, xy, tmp_path, monkeypatch):
     x, y = xy
     net.checkpoint = tmp_path / "net.pt"  # a named checkpoint: its records are stored and reused
     store, cfg = tmp_path / "records.jsonl", tp.get_profile("smoke")
@@ -248,6 +303,12 @@ def test_run_attacks_cache_follows_the_examples_the_weights_and_the_code(net, xy
     changed = run_attacks(net, x, y, ["fgsm"], 0.1, cfg, store=store, progress=False)
     assert changed[0]["key"] != first[0]["key"] and len(load_records(store)) == 4
     assert first[0]["code"].startswith(tp.__version__ + "+")
+    import tpap_nb.evaluate as E
+
+    monkeypatch.setattr(E, "code_digest", lambda: tp.__version__ + "+an-attack-fixed")  # the kit's code changed
+    fixed = run_attacks(net, x, y, ["fgsm"], 0.1, cfg, store=store, progress=False)
+    assert fixed[0]["key"] != changed[0]["key"] and fixed[0]["code"].endswith("an-attack-fixed")
+    assert len(load_records(store)) == 5
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -471,9 +532,29 @@ def test_the_folder_cache_sees_an_edited_and_an_added_image(tmp_path):
     assert len(tp.load_dataset(name).y_test) == len(first.y_test) + 1
 
 
+def _rewrite_zip(path: Path, members: dict) -> None:
+    """The zip at `path` with `members` replaced or added (same size of archive when a member's bytes are)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(buf, "w") as dst:
+        for m in src.namelist():
+            dst.writestr(m, members.get(m, src.read(m)))
+        for m in set(members) - set(src.namelist()):
+            dst.writestr(m, members[m])
+    _bump(path, buf.getvalue())
+
+
 def test_the_zip_cache_is_keyed_on_the_zips_size_and_mtime(tmp_path):
     folder = _tree(tmp_path / "z", zipped=True)
-    assert len(tp.load_dataset(f"folder:{folder}").y_train) == 4
+    first = tp.load_dataset(f"folder:{folder}")
+    assert len(first.y_train) == 4
+    from PIL import Image
+
+    white = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 255, np.uint8)).save(white, format="PNG")
+    _rewrite_zip(folder / "train.zip", {"cat/0.png": white.getvalue()})  # a member edited, none added
+    edited = tp.load_dataset(f"folder:{folder}")
+    assert len(edited.y_train) == 4 and (edited.x_train == 255).flatten(1).all(1).sum() == 1
+    assert not (first.x_train == 255).flatten(1).all(1).any()
     buf = io.BytesIO((folder / "train.zip").read_bytes())
     with zipfile.ZipFile(buf, "a") as zf:
         zf.writestr("cat/9.png", _png(np.random.default_rng(7)))

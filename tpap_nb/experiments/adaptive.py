@@ -16,7 +16,17 @@ from tqdm.auto import tqdm
 
 from ..attacks.base import cross_entropy, pgd, pgd_loop, uniform_start
 from ..attacks.registry import AA_TARGETS, attack_settings, autoattack
-from ..checks import check_images, check_labels, check_model_input, check_radius, import_torchattacks, inputs_checked
+from ..checks import (
+    check_count,
+    check_images,
+    check_labels,
+    check_model_input,
+    check_radius,
+    check_real,
+    check_seed,
+    import_torchattacks,
+    inputs_checked,
+)
 from ..models import eval_mode
 from ..purify import GRADS, purify_with_pred
 
@@ -95,9 +105,7 @@ class DefendedClassifier(BareClassifier):
         super().__init__(model)
         if grad not in GRADS:
             raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
-        if tau <= 0:
-            raise ValueError(f"tau must be > 0 (the tanh temperature), got {tau}.")
-        self.xi, self.grad, self.tau = check_radius(xi, "xi"), grad, float(tau)
+        self.xi, self.grad, self.tau = check_radius(xi, "xi"), grad, _tau(tau)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         self.counts["forward"] += x.shape[0]
@@ -108,6 +116,20 @@ class DefendedClassifier(BareClassifier):
 
     def extra_repr(self) -> str:
         return f"xi={self.xi:.5f}, grad={self.grad!r}, tau={self.tau}"
+
+
+def _tau(tau) -> float:
+    return check_real(tau, "tau", 0, low_open=True, what="the tanh temperature of the smooth surrogate")
+
+
+def _counts(**counts) -> None:
+    """Refuse a count that is not a whole number >= 1 (steps=-1 would silently run one step or none)."""
+    for name, value in counts.items():
+        check_count(value, name)
+
+
+def _scale(scale) -> float:
+    return check_real(scale, "scale", 0, low_open=True, what="a factor on this module's own attack counts")
 
 
 def _n(count: int, scale: float) -> int:
@@ -122,8 +144,11 @@ def pgd_adaptive(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
                  alpha: float | None = None, steps: int = 50, restarts: int = 3, seed: int = 0):
     """L-inf PGD (Madry et al., `pgd_loop`) via target's own backward and restarts; keeps any iterate that fools it."""
     check_radius(eps, "eps")
+    _counts(steps=steps, restarts=restarts)
+    seed = check_seed(seed)
     check_images(x)
     y = check_labels(y, len(x))
+    check_model_input(target, x)
     alpha = 2.5 * eps / steps if alpha is None else check_radius(alpha, "alpha")
     gen = torch.Generator().manual_seed(seed)
     x = x.detach()
@@ -218,6 +243,8 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     progress: a progress bar over the (defence, attack) runs, naming the one running.
     """
     xi, eps = check_radius(xi, "xi"), check_radius(eps, "eps")
+    _counts(steps=steps, apgd_steps=apgd_steps, restarts=restarts, n_queries=n_queries, batch_size=batch_size)
+    scale, tau, seed = _scale(scale), _tau(tau), check_seed(seed)
     check_images(x)
     y = check_labels(y, len(x))
     check_model_input(model, x)
@@ -276,6 +303,9 @@ def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: float, eps
               tau: float = 0.5, steps: int = 20, restarts: int = 1, scale: float = 1.0,
               seed: int = 0, progress: bool = True) -> list[dict]:
     """Sanity check (Carlini et al. 2019): adaptive PGD on F must drive accuracy to ~0 as eps grows."""
+    _counts(steps=steps, restarts=restarts)
+    scale = _scale(scale)
+    eps_list = [check_radius(eps, "eps") for eps in eps_list]
     records = []
     for eps in tqdm(eps_list, desc=f"eps sweep (pgd-{grad})", unit="eps", disable=not progress):
         target = DefendedClassifier(model, xi, grad=grad, tau=tau)
