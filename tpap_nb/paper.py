@@ -1,12 +1,11 @@
-"""The paper's reported numbers (Tang & Zhang, CVPR 2024), by table, to print beside ours.
+"""The paper's reported numbers (Tang & Zhang, Robust Overfitting Does Matter: Test-Time Adversarial Purification
+With FGSM, CVPR 2024), by table, to print beside ours.
 
 All accuracies are in percent, ResNet-18 on CIFAR-10 unless stated; eps = xi = 8/255.
 Table 1 (comparison with PGD-AT/TRADES/MART/SOAP across data sets) is missing from the text
 this kit was given, so it is not here.
 """
 from __future__ import annotations
-
-SOURCE = "Tang & Zhang, Robust Overfitting Does Matter: Test-Time Adversarial Purification With FGSM, CVPR 2024"
 
 # Tab. 2: TPAP (8/255 FGSM-RO) and TPAP* (8/255 + 16/255 FGSM) on CIFAR-10, ResNet-18. Each number is
 # keyed by the registry name of the attack the authors actually ran: their "TI-DIM" column is plain
@@ -53,13 +52,3 @@ TABLE7 = {  # Tab. 7: training attack other than FGSM, then the same purificatio
     "PGD-10": {"clean": 86.17, "cw2": 75.62, "pgd20": 42.74, "fgsm": 44.5, "aa": 82.0},
     "FGSM": {"clean": 86.25, "cw2": 61.37, "pgd20": 79.06, "fgsm": 61.41, "aa": 76.34},
 }
-
-TABLES = {"2": TABLE2, "3": TABLE3, "4": TABLE4, "5": TABLE5, "6": TABLE6, "7": TABLE7}
-
-
-def paper_table(number: int | str) -> dict:
-    """The paper's Table `number` as {row: {column: value}}."""
-    key = str(number)
-    if key not in TABLES:
-        raise ValueError(f"The kit holds Tables {sorted(TABLES)} of the paper (Table 1 is missing from its text).")
-    return TABLES[key]
