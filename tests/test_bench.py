@@ -56,6 +56,25 @@ def test_cli_times_every_phase_per_runtime_and_writes_json(tmp_path, capsys):
     assert rec["profile"] == "smoke"
 
 
+def test_ratios_and_targets_from_known_times(monkeypatch):
+    """Times given by hand (no timing): each ratio, per-batch time and verdict below is worked out by hand."""
+    monkeypatch.setenv("TPAP_PRECISION", "float32")  # one runtime: float32
+    given = {"loop_fgsm_train": [0.3, 0.2], "kit_fgsm_train": [0.3, 0.4], "fit_fgsm": [1.76, 2.4],  # fit: 8 batches
+             "plain_train": [0.1, 0.12], "plain_infer": [0.02, 0.01], "tpap_infer": [0.05, 0.06]}
+    monkeypatch.setattr(B, "_phases", lambda shape, rt, phases, seed, cfg: {p: (lambda: None) for p in phases})
+    monkeypatch.setattr(B, "time_round_robin", lambda steps, *a: ({k: given[k] for k in steps}, {k: 1 for k in steps}))
+    rec = B.compare(B.Shape("small_cnn", 4, 8, 1, 8, 10), B.Timing(2, 0, 0.0), tuple(given), device="cpu", threads=1)
+    fit = rec["runs"]["float32"]["results"]["fit_fgsm"]
+    assert fit["seconds_per_batch_all"] == pytest.approx([0.22, 0.3])
+    assert fit["seconds_per_batch"] == pytest.approx(0.22)  # the fastest repeat
+    assert fit["images_per_s"] == pytest.approx(8 / 0.22)
+    assert rec["kit_over_loop"] == pytest.approx({"kit_fgsm_train": 1.5, "fit_fgsm": 1.1})
+    assert rec["fit_over_loop_target"]["met"]  # 1.1 <= 1.15
+    ratios = {k: (v["ratio"], v["met"]) for k, v in rec["ratios"].items()}
+    assert ratios == {"fgsm_over_plain_train": (pytest.approx(3.0), False),  # 0.3 / 0.1 > 2.3
+                      "tpap_over_plain_infer": (pytest.approx(5.0), False)}  # 0.05 / 0.01 > 3.0
+
+
 def test_the_fast_run_is_the_runtime_auto_picks(monkeypatch):
     monkeypatch.delenv("TPAP_PRECISION")
     rec = B.compare(B.Shape("small_cnn", 4, 4, 1, 8, 10), B.Timing(1, 0, 0.0), ("plain_infer",), device="cpu",
