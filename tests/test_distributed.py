@@ -15,10 +15,11 @@ import torch.nn as nn
 
 from tpap_nb import distributed as D
 from tpap_nb.attacks.base import fgsm
+from tpap_nb.checkpoints import load_model
 from tpap_nb.config import get_profile
 from tpap_nb.data import load_dataset
 from tpap_nb.evaluate import robust_predictions
-from tpap_nb.train import fit, load_model
+from tpap_nb.train import fit
 
 pytestmark = pytest.mark.slow  # process groups and training: seconds each
 

@@ -56,7 +56,7 @@ LAYERS = (
     ("models", ("models",)),
     ("purification and attacks", ("purify", "attacks")),
     ("evaluation", ("evaluate",)),
-    ("training", ("train",)),
+    ("training", ("train", "checkpoints")),
     ("runs", ("runs", "distributed", "")),
     ("experiments", ("experiments",)),
     ("report", ("report",)),

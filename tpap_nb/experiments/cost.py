@@ -21,12 +21,13 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..checkpoints import read_checkpoint
 from ..data import Dataset, batches
 from ..models import eval_mode
 from ..purify import purify
 from ..runs import fresh_model, run_data
 from ..runtime import Runtime, resolve, runtime_for
-from ..train import checkpoint_path, read_checkpoint, recipe_config, train_step
+from ..train import checkpoint_path, recipe_config, train_step
 
 
 class _GlobalOnly:

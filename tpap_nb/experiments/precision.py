@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from ..attacks.registry import attack_label, build_attack
+from ..checkpoints import load_model
 from ..config import get_device
 from ..data import load_dataset
 from ..evaluate import attack_overrides, robust_predictions
 from ..plots import git_commit
 from ..runtime import resolve
-from ..train import load_model
 
 ATTACKS = ("clean", "pgd20", "aa")
 PRECISIONS = ("float32", "bf16")
