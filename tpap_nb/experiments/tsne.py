@@ -28,7 +28,7 @@ def fig7_attacks(model: nn.Module, names: str | Sequence[str], cfg: Mapping) -> 
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    eps = cfg.get("attack_eps") or cfg["eps"]
+    eps = cfg["attack_eps"]  # resolved by config.get_profile
     pgd20 = attack_overrides("pgd20", cfg)
     pgd20 |= {"eps": 2 * attack_settings("pgd20", **pgd20)["eps"], "alpha": 2 * pgd20_step(cfg)}
     own = {"clean": None,
