@@ -701,3 +701,25 @@ def test_tests_write_data_runs_and_figures_outside_the_checkout(tmp_path):
         warnings.simplefilter("error")  # the cache is writable here
         tp.load_dataset(f"folder:{_tree(tmp_path / 'imgs')}")
     assert list((tmp_path / "data" / "cache").iterdir())
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, "64"])
+def test_a_bad_batch_size_is_refused_by_the_evaluation(net, xy, batch_size):
+    from tpap_nb import evaluate as E
+
+    x, y = xy
+    kind = ValueError if isinstance(batch_size, int) else TypeError
+    for call in (lambda: E.predict(net, x, batch_size=batch_size),
+                 lambda: E.robust_accuracy(net, x, y, batch_size=batch_size),
+                 lambda: E.robust_predictions(net, x, y, xi=0.1, batch_size=batch_size)):
+        shown = repr(batch_size) if kind is TypeError else str(batch_size)
+        with pytest.raises(kind, match=f"batch_size = {re.escape(shown)}"):
+            call()
+
+
+def test_run_attacks_refuses_one_string_of_attack_names(net, xy, tmp_path):
+    from tpap_nb import evaluate as E
+
+    x, y = xy
+    with pytest.raises(TypeError, match="attacks = 'fgsm,pgd20' is one string.*\\['fgsm', 'pgd20'\\]"):
+        E.run_attacks(net, x, y, "fgsm,pgd20", 0.1, tp.get_profile("smoke"), store=tmp_path / "r.jsonl")

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .attacks.base import fgsm
 from .attacks.registry import Attack, attack_info, attack_label, attack_settings, build_attack
-from .checks import check_images, check_labels, check_model_input, check_radius, inputs_checked
+from .checks import check_count, check_images, check_labels, check_model_input, check_radius, inputs_checked
 from .config import PAPER_EPS, __version__, runs_root
 from .data import Dataset, to_float
 from .models import eval_mode
@@ -45,6 +45,7 @@ def _batched(x, y, batch_size):
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, confidence: bool = False):
     """Labels argmax f(x), in eval mode, batched; with confidence=True, (labels, softmax probability of each)."""
+    batch_size = check_count(batch_size, "batch_size")
     with eval_mode(model):
         logits = [model(xb) for xb, _ in _batched(x, x, batch_size)]
     if not confidence:
@@ -65,6 +66,7 @@ def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attac
     """
     if xi is not None:
         xi = check_radius(xi, "xi", allow_negative=allow_negative_xi)
+    batch_size = check_count(batch_size, "batch_size")
     check_images(x)
     y = check_labels(y, len(x)).to(x.device)
     check_model_input(model, x)
@@ -232,6 +234,9 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: Mapping, training: str = "
     A record is reused only when everything it was computed from is the same (module docstring).
     """
     xi = check_radius(xi, "xi", allow_negative=allow_negative_xi)
+    if isinstance(attacks, str):
+        raise TypeError(f"attacks = {attacks!r} is one string; pass a list of registry names, e.g. "
+                        f"{attacks.split(',')!r}.")
     check_images(x)
     y = check_labels(y, len(x)).to(x.device)
     check_model_input(model, x)
