@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tpap_nb import build_model, get_profile, load_dataset, set_seed  # noqa: E402
 from tpap_nb.data import Dataset  # noqa: E402
+from tpap_nb.evaluate import evaluate_epoch  # noqa: E402
 from tpap_nb.plots import git_commit  # noqa: E402
 from tpap_nb.runtime import runtime_for  # noqa: E402
-from tpap_nb.train import evaluate_epoch, fit  # noqa: E402
+from tpap_nb.train import fit  # noqa: E402
 
 
 def split_validation(data: Dataset, n_train: int | None, n_val: int, seed: int) -> tuple[Dataset, Dataset]:
@@ -169,7 +170,7 @@ def main(argv=None):
     set_seed(a.seed)
     model = build_model(a.model, val.num_classes, val.in_channels, a.width)
     ckpt = Path(a.runs) / f"{a.tag}-s{a.seed}.pt"
-    history = fit(model, val, cfg, ckpt=ckpt, progress=True)
+    history = fit(model, val, cfg, ckpt=ckpt, progress=True, evaluate=evaluate_epoch)
     t1 = time.time()
     with rt.scope():  # the final measurement: all validation images, then the first n_test test images
         final_val = evaluate_epoch(model, val, cfg | {"n_eval": a.n_val})

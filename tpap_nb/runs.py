@@ -26,14 +26,13 @@ import torch
 
 from .config import REPO, get_device, get_profile, set_seed
 from .data import Dataset, load_dataset
-from .evaluate import robust_accuracy
+from .evaluate import evaluate_epoch, robust_accuracy
 from .models import build_model
 from .runtime import resolve, runtime_for
 from .train import (
     FAST_KEYS,
     CheckpointError,
     checkpoint_path,
-    evaluate_epoch,
     fit,
     read_checkpoint,
     recipe_config,
@@ -155,7 +154,7 @@ def get_or_train(cfg: Mapping, recipe: str = "fgsm", progress: bool = True, data
                             f"{rec['runtime_label']}, commit {rec['commit']}; sha256 checked); retrain=True trains "
                             "it here instead")
         history = reevaluated(model, data, cfg | {"eval_every": cfg["eval_every"] or 1}, history,
-                              model.checkpoint.name)
+                              model.checkpoint.name, evaluate=evaluate_epoch)
         if progress:
             print(f"{recipe}: {model.provenance}")
         return model, history, data
@@ -163,7 +162,7 @@ def get_or_train(cfg: Mapping, recipe: str = "fgsm", progress: bool = True, data
     # A pretrained model needs its download only when no checkpoint will replace the weights.
     model = fresh_model(cfg, data, pretrained=not existed)
     t0 = time.perf_counter()
-    history = fit(model, data, cfg, ckpt=path, progress=progress)
+    history = fit(model, data, cfg, ckpt=path, progress=progress, evaluate=evaluate_epoch)
     model.checkpoint = path
     if complete:
         model.provenance = f"your checkpoint {path.name} (trained earlier)"
