@@ -73,3 +73,17 @@ def test_verify_recomputes_the_recorded_clean_accuracy(shipped):
     rows = R.verify()
     assert len(rows) == 1 and rows[0]["sha256"] == "ok"
     assert rows[0]["clean_now"] == pytest.approx(rows[0]["recorded_clean"], abs=1e-6)
+
+
+def test_a_trial_of_the_same_settings_exports_with_its_history_labelled(tmp_path, monkeypatch, digits):
+    monkeypatch.setattr(R, "SHIPPED", tmp_path / "shipped")
+    cfg = tp.get_profile("smoke", epochs=2, width=4, n_train=128, n_eval=32)
+    trial = tmp_path / "trial.pt"
+    tp.fit(tp.build_model("small_cnn", 10, 1, 4), digits.subset(n_train=128, seed=0), cfg, ckpt=trial, progress=False)
+    rec = R.export(cfg, "fgsm", n_test=64, source=trial, eval_split="validation")
+    assert rec["source"] == "trial.pt" and rec["history_measured_on"] == "validation"
+    state = torch.load(R.SHIPPED / f"{rec['name']}.pt", weights_only=True)
+    assert [h["eval_split"] for h in state["history"]] == ["validation", "validation"]
+    assert state["meta"]["profile"] == "smoke" and state["meta"]["source"] == "trial.pt"
+    with pytest.raises(tp.CheckpointError, match="'lr': \\(0.05, 0.01\\)"):
+        R.export(cfg | {"lr": 0.01}, "fgsm", n_test=64, source=trial)

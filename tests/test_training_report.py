@@ -40,6 +40,10 @@ def test_curves_verdict_tells_collapse_from_not_learning():
     untrained = [_h(1, 0.2, 0.09, 0.09)]
     text = report.curves_verdict(untrained)
     assert "has not learned the task yet" in text and "collapsed, as" not in text and "are level" in text
+    leaking = [_h(1, 0.16, 0.95, 0.0)]  # the CIFAR-10 trial at batch 32: FGSM 95 %, clean 16 %
+    assert "has not learned the task yet" in report.curves_verdict(leaking)
+    cifar = [_h(16, 0.48, 0.97, 0.0)]  # the cifar profile's shipped network: 48 % clean on ten classes
+    assert "it collapsed, as in the paper's Fig. 4" in report.curves_verdict(cifar)
     robust = [_h(1, 0.8, 0.6, 0.4)]
     assert "did not collapse" in report.curves_verdict(robust, "PGD-20")
     with pytest.raises(ValueError, match="no evaluated epoch"):

@@ -95,9 +95,10 @@ def plot_history(history: list[dict], title: str = ""):
     """Fig. 1 / Fig. 4: train and test accuracy per epoch on clean, FGSM and PGD-20 inputs (+ TPAP)."""
     rows = [h for h in history if "test_clean" in h]
     ep = [h["epoch"] for h in rows]
+    held = rows[-1].get("eval_split", "test") if rows else "test"  # a trial's history: its held-out validation images
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
     for ax, prefix, sub in zip(axes, ("train", "test", "tpap"),
-                               ("train set (bare model)", "test set (bare model)", "test set, TPAP-purified")):
+                               ("train set (bare model)", f"{held} set (bare model)", f"{held} set, TPAP-purified")):
         for kind in ("clean", "fgsm", "pgd20"):
             ax.plot(ep, [100 * h[f"{prefix}_{kind}"] for h in rows], marker="o", ms=3,
                     color=PALETTE[kind], label=LABELS[kind])

@@ -9,6 +9,8 @@ settings match cfg exactly, after checking its hash and loading it with weights_
 cfg['retrain'] is set; it says which happened (`model.provenance`).
 
     python -m tpap_nb.runs export --profile cifar --recipe fgsm      (after training it: make the shipped copy)
+    python -m tpap_nb.runs export --profile cifar --source runs/probes/NAME.pt --eval-split validation
+                                                                     (a trial of exactly the profile's settings)
     python -m tpap_nb.runs verify                                    (every shipped copy: hash, metadata, and
                                                                      its recorded clean accuracy, if data is here)
 """
@@ -31,6 +33,8 @@ from .models import build_model
 from .runtime import resolve, runtime_for
 from .train import (
     FAST_KEYS,
+    OPTIONAL_RUN_KEYS,
+    RUN_KEYS,
     CheckpointError,
     checkpoint_path,
     fit,
@@ -42,6 +46,8 @@ from .train import (
 
 SHIPPED = REPO / "checkpoints"
 SHIPPED_FORMAT = "tpap_nb-shipped-1"
+# The settings a checkpoint's metadata must share with the run it is exported as (`export(..., source=)`).
+SPEC_KEYS = {k: None for k in RUN_KEYS} | OPTIONAL_RUN_KEYS
 
 
 def recipe_spec(cfg: Mapping) -> dict:
@@ -176,23 +182,36 @@ def get_or_train(cfg: Mapping, recipe: str = "fgsm", progress: bool = True, data
 
 # ----------------------------------------------------------------------------- export and verify
 
-def export(cfg: Mapping, recipe: str, n_test: int = 1000, folder: Path | None = None) -> dict:
-    """Write the shipped copy of the complete checkpoint of (cfg, recipe): half-precision weights + JSON record."""
+def export(cfg: Mapping, recipe: str, n_test: int = 1000, folder: Path | None = None, source: Path | None = None,
+           eval_split: str = "test") -> dict:
+    """Write the shipped copy of the complete checkpoint of (cfg, recipe): half-precision weights + JSON record.
+
+    source: another complete checkpoint of exactly cfg's run settings (e.g. a scripts/cifar_probe.py trial, which
+    holds out the same n_val images with the same seed), checked key by key; eval_split names the images its
+    per-epoch history was measured on ("validation" for a probe's: its held-out images, not the test images),
+    written into every evaluated epoch of the shipped history so the curves are labelled with what they show."""
     from .plots import git_commit
 
     folder = folder or SHIPPED
     cfg = recipe_config(cfg, recipe)
-    src = checkpoint_path(cfg)
+    src = Path(source) if source is not None else checkpoint_path(cfg)
     state = read_checkpoint(src)
     if len(state["history"]) < cfg["epochs"]:
         raise CheckpointError(f"{src} has {len(state['history'])} of {cfg['epochs']} epochs: train it first "
                               f"(tpap_nb.get_or_train(get_profile({cfg.get('profile')!r}), {recipe!r})).")
+    made = {k: state["meta"].get(k, d) for k, d in SPEC_KEYS.items()}
+    asked = json.loads(json.dumps({k: cfg.get(k, d) for k, d in SPEC_KEYS.items()}, default=str))
+    if made != asked:
+        diff = {k: (made[k], asked[k]) for k in SPEC_KEYS if made[k] != asked[k]}
+        raise CheckpointError(f"{src} was trained with other settings than {cfg.get('profile')!r}'s {recipe} run: "
+                              f"{diff} (made, asked).")
+    history = [h | {"eval_split": eval_split} if "test_clean" in h else h for h in state["history"]]
     half = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
     name = shipped_name(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     pt = folder / f"{name}.pt"
-    torch.save({"format": "tpap_nb-checkpoint-1", "meta": state["meta"] | {"weights": "float16"},
-                "history": state["history"], "model": half}, pt)
+    meta = state["meta"] | {"weights": "float16", "profile": cfg.get("profile"), "source": src.name}
+    torch.save({"format": "tpap_nb-checkpoint-1", "meta": meta, "history": history, "model": half}, pt)
     # The recorded numbers are those of the half-precision weights, measured as a notebook would.
     device = get_device(cfg.get("device", "auto"))
     model = build_model(state["meta"]["model"], state["meta"]["num_classes"], state["meta"]["in_channels"],
@@ -209,6 +228,7 @@ def export(cfg: Mapping, recipe: str, n_test: int = 1000, folder: Path | None = 
            "commit": git_commit(), "runtime": state["meta"].get("runtime"),
            "runtime_label": _label(state["meta"].get("runtime")), "versions": state["meta"].get("versions"),
            "epochs": len(state["history"]), "train_seconds": sum(secs), "median_epoch_seconds": statistics.median(secs),
+           "source": src.name, "history_measured_on": eval_split,
            "test": {k: v for k, v in test.items() if not k.startswith("train_")}, "n_test": n_test,
            "measured_with": rt.describe(), "measured_precision": rt.attack_precision, "sha256": sha256(pt),
            "bytes": pt.stat().st_size}
@@ -252,11 +272,14 @@ def main(argv=None) -> None:
     e.add_argument("--profile", required=True)
     e.add_argument("--recipe", default="fgsm")
     e.add_argument("--n-test", type=int, default=1000)
+    e.add_argument("--source", type=Path, default=None, help="another checkpoint of exactly these settings "
+                   "(default: the profile's own, runs/checkpoints/)")
+    e.add_argument("--eval-split", default="test", help="what its per-epoch history measured: test | validation")
     v = sub.add_parser("verify", help="check every shipped checkpoint")
     v.add_argument("--no-data", action="store_true", help="hash and metadata only")
     a = p.parse_args(argv)
     if a.cmd == "export":
-        rec = export(get_profile(a.profile), a.recipe, a.n_test)
+        rec = export(get_profile(a.profile), a.recipe, a.n_test, source=a.source, eval_split=a.eval_split)
         print(json.dumps({k: rec[k] for k in ("name", "sha256", "bytes", "train_seconds", "test")}, indent=1))
     else:
         for row in verify(with_data=not a.no_data):

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from .words import SAME, move, pct, points, radius
 
 OTHER_MAX = 0.1  # Sec. 3.2: accuracy on other attacks below 10 % on the training set ("near zero" here)
-LEARNED = 0.5  # train clean accuracy below this: the network has not learned the task (test_min of Sec. 3.2's test)
+# Train clean accuracy below this: the network has not learned the task yet (three times chance on ten classes): a
+# PGD-20 collapse then is label leaking on a network that reads the perturbation, not the image, not Fig. 4's collapse.
+LEARNED = 0.3
 
 
 # ----------------------------------------------------------------------------- 00: the tour
@@ -93,7 +95,7 @@ def curves_verdict(history: list[dict], attack: str = "PGD-20") -> str:
                 f"{attack} accuracy on the training set")
     if "tpap_pgd20" in last:
         under = move(f"{attack} accuracy", last["test_pgd20"], last["tpap_pgd20"])
-        text.append(f"On the test set, purification {under} and "
+        text.append(f"On the {last.get('eval_split', 'test')} images, purification {under} and "
                     f"{move('clean accuracy', last['test_clean'], last['tpap_clean'])}")
     return ". ".join(text) + "."
 
