@@ -113,7 +113,8 @@ def test_save_figure_writes_png_and_provenance(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "figs" / "t.json").read_text())
     assert (tmp_path / "figs" / "t.png").stat().st_size > 1000
     assert meta["numbers"] == {"accuracy": 91.5} and meta["profile"] == "smoke"
-    assert meta["device"].startswith("cpu (") and meta["settings"]["eps"] == cfg["eps"]  # smoke: device cpu
+    assert meta["device"] == tp.runtime.runtime_for(cfg).describe()  # smoke: cpu, its threads and precision
+    assert meta["device"].startswith("cpu, ") and meta["settings"]["eps"] == cfg["eps"]
     assert saved["figure"] == "t.png" and f"saved {tmp_path / 'figs'}/t.png" in repr(saved)
     fig, _ = plt.subplots()
     assert plots.save_figure(fig, "u", cfg, device=torch.device("cpu"))["device"] == meta["device"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .config import REPO, figures_root, get_device
+from .runtime import runtime_for
 
 PALETTE = {"clean": "#1b9e77", "fgsm": "#d95f02", "pgd20": "#7570b3", "tpap": "#e7298a"}
 LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20"}
@@ -73,15 +74,19 @@ def save_figure(fig, name: str, cfg: Mapping | None = None, pdf: bool = False, d
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg or {}
     status = cfg.get("status")  # config.PROFILE_STATUS, resolved by get_profile
-    if status:  # a profile that is not what its settings suggest says so on the image itself
-        fig.text(0.005, 0.003, f"profile {cfg['profile']}: {status}", fontsize=7, color="0.3", va="bottom")
-    fig.savefig(out / f"{name}.png")
+    if status:  # a profile that is not what its settings suggest says so on the image, below everything else
+        fig.text(0.005, 0, f"profile {cfg['profile']}: {status}", fontsize=7, color="0.3", va="top",
+                 transform=fig.transFigure)
+    # bbox_inches="tight" grows the saved image to hold whatever lies outside the axes (the status line included)
+    fig.savefig(out / f"{name}.png", bbox_inches="tight")
     if pdf:
-        fig.savefig(out / f"{name}.pdf")
+        fig.savefig(out / f"{name}.pdf", bbox_inches="tight")
     if device is None:
         device = get_device(cfg.get("device") or "auto")
+    # Where the numbers were computed, as the run's runtime resolves it here (threads, precision, memory format).
+    where = runtime_for(cfg, torch.device(device)).describe() if cfg.get("profile") else device_name(device)
     meta = {"figure": f"{name}.png", "profile": cfg.get("profile"), "profile_status": status,
-            "device": device_name(device),
+            "device": where,
             "commit": git_commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "settings": {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, tuple, list))},
             "numbers": numbers}
