@@ -49,7 +49,7 @@ def test_the_section_follows_the_numbers(tmp_path):
     meta["numbers"]["tpap_pgd20"] = 12.34
     path.write_text(json.dumps(meta))
     section = readme.results_section(figures)
-    assert "PGD-20 12.3 %." in section and section != readme.results_section(ROOT / "figures")
+    assert "PGD-20 12.3 (" in section and section != readme.results_section(ROOT / "figures")
     page = tmp_path / "README.md"
     page.write_text(f"intro\n{readme.START}\nold\n{readme.END}\noutro\n")
     assert not readme.update(page, figures, check=True) and "old" in page.read_text()
@@ -83,15 +83,20 @@ def test_a_cifar_part_comes_first_once_its_figures_exist(tmp_path):
 
 def test_the_spread_is_rendered_from_seed_records(tmp_path):
     settings = json.loads((ROOT / "figures" / readme.DEMO / "03_attack_heatmap.json").read_text())["settings"]
-    rec = {"split": "test", "xi": settings["xi"], "n": settings["n_eval"], "commit": "abc", "threads": 2,
-           "clean_bn_forward": False, "bare_clean": 90.0, "tpap_clean": 91.0, "bare_pgd20": 1.0, "tpap_pgd20": 80.0}
+    rec = {"split": "test", "xi": settings["xi"], "n": 400, "commit": "abc", "threads": 2,
+           "clean_bn_forward": False, "bare_clean": 90.0, "bare_fgsm": 93.0, "tpap_clean": 91.0, "bare_pgd20": 1.0,
+           "tpap_pgd20": 80.0}
     folder = tmp_path / "docs" / "measurements"
     folder.mkdir(parents=True)
-    lines = [rec | {"seed": 0}, rec | {"seed": 1, "bare_pgd20": 7.25, "tpap_pgd20": 70.0},
-             rec | {"seed": 2, "tpap_pgd20": 1.0, "xi": settings["xi"] * 2}]  # another xi: not this setting
-    (folder / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    lines = [rec | {"seed": 0}, rec | {"seed": 1, "bare_pgd20": 7.25, "tpap_pgd20": 70.0, "bare_fgsm": 50.0},
+             rec | {"seed": 2, "tpap_pgd20": 1.0, "xi": settings["xi"] * 2},  # another xi: not this setting
+             rec | {"seed": 3, "train_eps": settings["eps"] * 2}]  # another training eps: not this setting
+    records = folder / readme.SEED_RECORDS[readme.DEMO]
+    records.write_text("".join(json.dumps(r) + "\n" for r in lines))
     text = readme.seed_spread(settings, folder)
-    assert "seeds 0, 1 " in text and "PGD-20 1.0-7.2 %" in text and "PGD-20 70.0-80.0 %" in text
-    assert "commit abc, 2 threads" in text and "docs/measurements/seeds.jsonl" in text
-    (folder / "seeds.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    assert "seeds 0, 1 " in text and "PGD-20 4.1 (1.0-7.2) %" in text and "PGD-20 75.0 (70.0-80.0) %" in text
+    assert "commit abc, 2 threads" in text and f"docs/measurements/{records.name}" in text
+    assert "400 test images each, 95 % intervals ±4.9 points at most" in text  # Wilson at 200 of 400
+    assert "1 of 2 end robustly overfitted" in text  # seed 1: FGSM 50 % against clean 90 %
+    records.write_text(json.dumps(lines[0]) + "\n")
     assert readme.seed_spread(settings, folder) == ""  # one seed is no spread

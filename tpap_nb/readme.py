@@ -20,11 +20,14 @@ from pathlib import Path
 from .attacks.registry import radius
 from .config import PROFILE_STATUS, PROFILES, REPO, tracked_figures
 from .paper import TABLE2, TABLE6, TABLE7
+from .stats import wilson
 
 DEMO = "quick"  # the fully offline digits run that `make run` makes by default (the one place naming it)
 SHOWN_FIRST = {"cifar": "CIFAR-10"}  # profiles shown above the demo once figures/<profile>/ is complete
 ACCOUNT = {"quick": "docs/results.md", "cifar": "docs/cifar-search.md"}  # each run's written account
 MEASUREMENTS = REPO / "docs" / "measurements"
+# Each shown profile's seed records (experiments.seeds): the spread of its setting over seeds, on the test images.
+SEED_RECORDS = {"quick": "clean-bn-forward-quick.jsonl", "cifar": "cifar-seeds.jsonl"}
 LABELLED = ("pgd20", "pgd100", "aa")
 SHORT = ("clean", "fgsm", "pgd20", "pgd100", "aa")  # the README's Tab. 2 columns; docs/tables.md has them all
 TABLES = REPO / "docs" / "tables.md"
@@ -49,6 +52,27 @@ def _load(figures: Path, name: str) -> dict:
 
 def _f(v, nd: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def _ci(v, n) -> str:
+    """'47.6 (44-51)': an accuracy in percent on n images with its 95 % Wilson interval."""
+    if v is None or not n or (isinstance(v, float) and math.isnan(v)):
+        return _f(v)
+    low, high = wilson(round(v * n / 100), n)
+    return f"{_f(v)} ({100 * low:.0f}-{100 * high:.0f})"
+
+
+def _apart(a: dict, b: dict) -> bool:
+    """a's k-NN accuracy above b's with their 95 % Wilson intervals apart (records of tsne: fractions, n)."""
+    low_a, _ = wilson(round(a["knn_acc"] * a["n"]), a["n"])
+    _, high_b = wilson(round(b["knn_acc"] * b["n"]), b["n"])
+    return low_a > high_b
+
+
+def _half_width(n: int) -> float:
+    """The widest 95 % Wilson half-width on n images (at 50 %), in points."""
+    low, high = wilson(n // 2, n)
+    return 100 * (high - low) / 2
 
 
 def _row(label: str, values: dict, nd: int = 1, columns: tuple = COLUMNS) -> str:
@@ -83,32 +107,38 @@ def _labels(settings: dict) -> str:
 
 
 def seed_spread(settings: dict, measurements: Path | None = None) -> str:
-    """One sentence: how far this setting's numbers moved across seeds, from the seed records (docs/measurements/)
-    of the same profile settings (test split, same xi and BatchNorm forward); '' when none match."""
+    """One sentence: this setting's numbers over seeds on the test images, from the profile's seed records
+    (SEED_RECORDS in docs/measurements/: same xi, training eps and BatchNorm forward); '' with fewer than two seeds."""
     folder = Path(measurements) if measurements is not None else MEASUREMENTS
-    rows, files = [], set()
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in path.read_text().splitlines():
-            r = json.loads(line) if line.strip() else {}
-            if ("bare_pgd20" in r and r.get("split") == "test" and math.isclose(r.get("xi", -1), settings["xi"])
-                    and r.get("n") == settings.get("n_eval")
-                    and bool(r.get("clean_bn_forward", PROFILES.get(r.get("profile"), {}).get("clean_bn_forward")))
-                    == bool(settings.get("clean_bn_forward"))):
-                rows.append(r)
-                files.add(path.relative_to(folder.parent.parent).as_posix() if folder.parent.parent in path.parents
-                          else path.name)
+    path = folder / SEED_RECORDS.get(settings.get("profile"), "")
+    if not path.is_file():
+        return ""
+    rows = []
+    for line in path.read_text().splitlines():
+        r = json.loads(line) if line.strip() else {}
+        if ("bare_pgd20" in r and r.get("split") == "test" and math.isclose(r.get("xi", -1), settings["xi"])
+                and math.isclose(r.get("train_eps", settings["eps"]), settings["eps"])
+                and bool(r.get("clean_bn_forward", PROFILES.get(r.get("profile"), {}).get("clean_bn_forward")))
+                == bool(settings.get("clean_bn_forward"))):
+            rows.append(r)
     if len({r["seed"] for r in rows}) < 2:
         return ""
+    ns = sorted({r["n"] for r in rows})
 
     def span(key: str) -> str:
-        lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
-        return f"{_f(lo)}-{_f(hi)}"
+        vals = [r[key] for r in rows]
+        return f"{_f(sum(vals) / len(vals))} ({_f(min(vals))}-{_f(max(vals))})"
 
+    over = sum(r["bare_pgd20"] <= 10 and r["bare_fgsm"] >= r["bare_clean"] - 10 for r in rows if "bare_fgsm" in r)
     where = sorted({f"commit {r['commit']}, {r['threads']} thread{'' if r['threads'] == 1 else 's'}; "
                     for r in rows if "commit" in r and "threads" in r})
+    rel = path.relative_to(folder.parent.parent).as_posix() if folder.parent.parent in path.parents else path.name
     return (f"seeds {', '.join(str(r['seed']) for r in sorted(rows, key=lambda r: r['seed']))} of this setting "
-            f"({''.join(where)}`{', '.join(sorted(files))}`) gave bare clean {span('bare_clean')}, PGD-20 "
-            f"{span('bare_pgd20')} %; TPAP clean {span('tpap_clean')}, PGD-20 {span('tpap_pgd20')} %.")
+            f"({''.join(where)}`{rel}`; {' / '.join(f'{n:,}' for n in ns)} test images each, 95 % intervals "
+            f"±{_half_width(ns[0]):.1f} points at most) gave, mean (range): bare clean {span('bare_clean')}, PGD-20 "
+            f"{span('bare_pgd20')} %; TPAP clean {span('tpap_clean')}, PGD-20 {span('tpap_pgd20')} %"
+            + (f"; {over} of {len(rows)} end robustly overfitted (PGD-20 <= 10 %, FGSM >= clean - 10)."
+               if any("bare_fgsm" in r for r in rows) else "."))
 
 
 def results_section(figures: Path | None = None, measurements: Path | None = None) -> str:
@@ -145,7 +175,8 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     clean_by_xi = {r["xi"]: r["accuracy"] for r in xi_rows if r["attack"] == "clean"}
     best_xi = max(pgd_by_xi, key=pgd_by_xi.get)
     eps = s["eps"]
-    at_eps = min(pgd_by_xi, key=lambda v: abs(v - eps))
+    attack_eps = s.get("attack_eps") or eps
+    at_eps = min(pgd_by_xi, key=lambda v: abs(v - attack_eps))
     pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
     a = adaptive["numbers"]["table"]
     ta, bare_a, pgd_at = a["TPAP"], a.get("bare", {}), a.get("PGD-AT", {})
@@ -153,35 +184,43 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     grads = [k for k in ("pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square") if k in ta]
     recs = {(r["row"], r["attack"]): r for r in tsne["numbers"]["records"]}
     attacked = [k for (row, k) in recs if row == "TPAP" and k != "clean" and ("PGD-AT", k) in recs]
-    better = [k for k in attacked if recs["TPAP", k]["knn_acc"] > recs["PGD-AT", k]["knn_acc"]]
+    better = [k for k in attacked if _apart(recs["TPAP", k], recs["PGD-AT", k])]
     cn = cost["numbers"]
     spread = seed_spread(s, measurements)
+    n_c, split = s["n_eval"], c.get("eval_split", "test")
+    radii = (f"trained at eps = {radius(eps)}, attacked at {radius(attack_eps)}" if not math.isclose(attack_eps, eps)
+             else f"eps = {radius(eps)}")
+    width = f" w{s['width']}" if s.get("width") else ""
     lines = [
-        f"From `{img}/*.json` (`make run PROFILE={s['profile']}`): {s['dataset']}, "
-        f"{s['model']}, eps = {radius(eps)}, xi = {radius(s['xi'])}, {curves['device']}, commit {', '.join(commits)}; "
-        f"the run's account: [{_account(s['profile'])}]({_account(s['profile'])})."
+        f"From `{img}/*.json` (`make run PROFILE={s['profile']}`): {s['dataset']}, {s['model']}{width}, {radii}, "
+        f"xi = {radius(s['xi'])}, {curves['device']}, commit {', '.join(commits)}; accuracies in % with 95 % "
+        f"intervals; the run's account: [{_account(s['profile'])}]({_account(s['profile'])})."
         + (f" **`{s['profile']}`: {PROFILE_STATUS[s['profile']].split(':')[0]}.**" if s["profile"] in PROFILE_STATUS
            else ""),
         "",
-        f"**Robust overfitting (01, Fig. 1/4).** Epoch {s['epochs']}, {s['n_eval']} test images: bare clean "
-        f"{_f(c['test_clean'])}, FGSM {_f(c['test_fgsm'])}, PGD-20 {_f(c['test_pgd20'])} % (train FGSM "
-        f"{_f(c['train_fgsm'])} %, train PGD-20 {_f(c['train_pgd20'])} %); with TPAP clean {_f(c['tpap_clean'])}, "
-        f"PGD-20 {_f(c['tpap_pgd20'])} %." + (f" **Spread:** {spread}" if spread else ""),
+        f"**Robust overfitting (01, Fig. 1/4).** Epoch {s['epochs']}, {n_c} {split} images: bare clean "
+        f"{_ci(c['test_clean'], n_c)}, FGSM {_ci(c['test_fgsm'], n_c)}, PGD-20 {_ci(c['test_pgd20'], n_c)} (train "
+        f"FGSM {_f(c['train_fgsm'])}, train PGD-20 {_f(c['train_pgd20'])}); with TPAP clean "
+        f"{_ci(c['tpap_clean'], n_c)}, PGD-20 {_ci(c['tpap_pgd20'], n_c)}." + (f" **Spread:** {spread}" if spread
+                                                                             else ""),
         "",
         f"![training curves]({img}/01_training_curves.png)",
         "",
-        f"**Tab. 6 (03, {s['n_attack']} test images).** Without / with purification: clean "
+        f"**Tab. 6 (03, {s['n_attack']} test images, ±{_half_width(s['n_attack']):.1f} points at most).** "
+        "Without / with purification: clean "
         f"{_f(bare['clean'])} / {_f(tpap['clean'])}, FGSM {_f(bare['fgsm'])} / {_f(tpap['fgsm'])}, PGD-20 "
         f"{_f(bare['pgd20'])} / {_f(tpap['pgd20'])} (paper: {t6['without purification']['clean']} / "
         f"{t6['with purification']['clean']}, {t6['without purification']['fgsm']} / "
         f"{t6['with purification']['fgsm']}, {t6['without purification']['pgd20']} / "
         f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {radius(best_xi)} "
-        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {radius(at_eps)} (about eps) it is "
+        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {radius(at_eps)} (the attack "
+        "eps) it is "
         f"{_f(pgd_by_xi[at_eps])} % (clean {_f(clean_by_xi[at_eps])} %).",
         "",
         f"![xi sweep]({img}/02_xi_sweep.png)",
         "",
-        f"**Tab. 2 (03, {s['n_attack']} test images; crafted on the bare model, then purified; five of its "
+        f"**Tab. 2 (03, {s['n_attack']} test images, ±{_half_width(s['n_attack']):.1f} points at most; crafted on "
+        "the bare model, then purified; five of its "
         "fifteen columns, all and Tab. 7 in [docs/tables.md](docs/tables.md)).** As run: " + _labels(s) + ".",
         "",
         "| | " + " | ".join(HEADS[COLUMNS.index(k)] for k in SHORT) + " |",
@@ -193,15 +232,15 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         f"![heatmap]({img}/03_attack_heatmap.png)",
         "",
         f"**Beyond the paper: adaptive attacks (07, {s['n_adaptive']} test images).** Under the paper's protocol "
-        f"TPAP keeps {_f(protocol)} % (clean {_f(ta.get('clean'))} %); attacked as a whole pipeline its per-sample "
-        f"worst case is {_f(ta.get('worst-case'))} % ("
+        f"TPAP keeps {_ci(protocol, s['n_adaptive'])} (clean {_ci(ta.get('clean'), s['n_adaptive'])}); attacked "
+        f"as a whole pipeline its per-sample worst case is {_ci(ta.get('worst-case'), s['n_adaptive'])} % ("
         + ", ".join(f"{k} {_f(ta[k])}" for k in grads)
         + f"); bare model {_f(bare_a.get('worst-case'))} %, {pgd_at_name} {_f(pgd_at.get('worst-case'))} %.",
         "",
         f"![adaptive]({img}/07_adaptive_attacks.png)",
         "",
         f"**Fig. 7, Tab. 5 (05, 06).** t-SNE: TPAP's purified features separate the classes better than PGD-AT's "
-        f"attacked ones (k-NN accuracy) under {len(better)} of {len(attacked)} attacks "
+        f"attacked ones (k-NN accuracy, 95 % intervals apart) under {len(better)} of {len(attacked)} attacks "
         f"({', '.join(better) or 'none'}). Cost on "
         f"{cost['device']}: FGSM-AT training takes {cn['ours: train time, FGSM-AT / PGD-AT']:.2f}x the time of "
         f"{pgd_at_name}, TPAP inference {cn['ours: test time, TPAP / plain']:.2f}x plain inference "
