@@ -73,7 +73,10 @@ def test_torchattacks_wheel_is_put_on_the_path_only_when_missing(tmp_path, monke
 
 
 def test_gpu_profile_is_the_papers_network_and_radii_on_a_short_fast_schedule():
-    gpu, paper = get_profile("gpu"), get_profile("paper")
-    for key in ("dataset", "model", "eps", "xi", "lr", "momentum", "weight_decay", "batch_size"):
+    gpu, paper, cifar = get_profile("gpu"), get_profile("paper"), get_profile("cifar")
+    for key in ("dataset", "model", "width", "eps", "xi", "momentum", "weight_decay", "batch_size"):
         assert gpu[key] == paper[key], key
     assert gpu["epochs"] < paper["epochs"] and gpu["precision"] == "auto"  # bf16 where the device has it
+    # what the CPU search learned: the paper's "0.1" start and a first x0.1 drop, batch 128, clean BN forward
+    assert gpu["lr"] == cifar["lr"] == 0.1 and gpu["milestones"][0] < gpu["epochs"] and gpu["clean_bn_forward"]
+    assert gpu["n_val"] > 0  # xi is chosen on held-out training images
