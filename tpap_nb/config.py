@@ -68,7 +68,7 @@ PROFILES: dict[str, dict] = {
     # eps = xi = 8/255 and weight decay, with what the CPU search on CIFAR-10 learned (docs/cifar-search.md): the
     # collapse that keeps clean accuracy came within a few epochs of the first lr drop from 0.1 to 0.01 at batch 128
     # with the authors' clean BatchNorm forward (smaller batches collapsed earlier, into label leaking); a width-16
-    # network needed a training eps above 8/255, the paper's width may not. 40 epochs (paper: 150), fast path.
+    # network needed a training eps above 8/255 (none collapsed at 8/255), the paper's width may not. 40 epochs (paper: 150), fast path.
     "gpu": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=40, batch_size=128, lr=0.1,
         milestones=(25, 35), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
