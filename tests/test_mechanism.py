@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import tpap_nb as tp
 from tpap_nb.attacks import fgsm, pgd
 from tpap_nb.experiments import mechanism as mech
 from tpap_nb.purify import purify, purify_with_pred
@@ -45,12 +46,13 @@ def test_toy_fgsm_pgd_and_purify_are_the_kits_on_points_as_images():
 
 
 def test_toy_settings_profiles_and_overrides():
-    assert mech.toy_settings() == mech.TOY
-    smoke = mech.toy_settings("smoke")
+    assert mech.toy_settings() == mech.TOY == mech.toy_settings(tp.get_profile("quick")["toy"])
+    smoke = mech.toy_settings(tp.get_profile("smoke")["toy"])
     assert smoke["n"] < mech.TOY["n"] and smoke["epochs"] < mech.TOY["epochs"] and smoke["eps"] == mech.TOY["eps"]
-    assert mech.toy_settings("quick", eps=0.1, epochs=None)["xi"] == 0.1  # xi follows eps (the paper's xi = eps)
+    quick = tp.get_profile("quick")["toy"]
+    assert mech.toy_settings(quick, eps=0.1, epochs=None)["xi"] == 0.1  # xi follows eps (the paper's xi = eps)
     assert mech.toy_settings(eps=0.1, xi=0.05)["xi"] == 0.05
-    assert mech.toy_settings("quick", epochs=None)["epochs"] == mech.TOY["epochs"]
+    assert mech.toy_settings(quick, epochs=None)["epochs"] == mech.TOY["epochs"]
 
 
 def test_the_toy_robustly_overfits_fgsm_at_the_chosen_setting(study):
@@ -80,7 +82,7 @@ def test_the_toy_figure_and_its_points(study):
 
 
 def test_the_smoke_toy_is_tiny_and_its_sentence_says_what_it_measured():
-    s = mech.toy_settings("smoke")
+    s = mech.toy_settings(tp.get_profile("smoke")["toy"])
     threads = torch.get_num_threads()
     small = mech.toy_study(s)
     assert torch.get_num_threads() == threads  # the toy's one thread is given back

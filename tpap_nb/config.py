@@ -68,7 +68,8 @@ PROFILES: dict[str, dict] = {
     # eps = xi = 8/255 and weight decay, with what the CPU search on CIFAR-10 learned (docs/cifar-search.md): the
     # collapse that keeps clean accuracy came within a few epochs of the first lr drop from 0.1 to 0.01 at batch 128
     # with the authors' clean BatchNorm forward (smaller batches collapsed earlier, into label leaking); a width-16
-    # network needed a training eps above 8/255 (none collapsed at 8/255), the paper's width may not. 40 epochs (paper: 150), fast path.
+    # network needed a training eps above 8/255 (none collapsed at 8/255), the paper's width may not. 40 epochs
+    # (paper: 150), fast path.
     "gpu": dict(
         dataset="cifar10", model="resnet18", width=64, epochs=40, batch_size=128, lr=0.1,
         milestones=(25, 35), momentum=0.9, weight_decay=1e-3, eps=8 / 255, xi=8 / 255,
@@ -160,6 +161,9 @@ CALTECH = {"smoke": {"size": 32, "epochs": 1, "n_test": 16},
            "paper": {"size": 224, "epochs": 150, "n_test": None}}
 TABLE3_EPS = 8 / 255  # Tab. 3's attacks and purification
 
+# Notebook 02's 2-D toy (experiments/mechanism.py, its own settings TOY) per profile: what changes from TOY.
+TOY_SIZE = {"smoke": dict(n=300, epochs=100, batch_size=50)}  # smoke proves the cells run, in under a second
+
 # The speed bench (experiments/bench.py, `make bench`) on synthetic data: the paper's radii and
 # optimiser, PGD-10 with step eps / 4 for the PGD-AT phase.
 BENCH = dict(eps=8 / 255, xi=8 / 255, pgd_steps=10, pgd_alpha_per_eps=0.25, lr=0.01, momentum=0.9,
@@ -206,7 +210,7 @@ def get_profile(name: str = "quick", allow_negative_xi: bool = False, **override
         "paper_epochs": paper["epochs"], "paper_milestones": paper["milestones"]}
     return Config(cfg | {"status": PROFILE_STATUS.get(name), "baseline_eps": baseline_eps,
                          "pgd_at_schedule": PGD_AT_SCHEDULE.get(name) if unchanged else None,
-                         "table3": table3, "bench": BENCH}, allow_negative_xi)
+                         "table3": table3, "bench": BENCH, "toy": TOY_SIZE.get(name, {})}, allow_negative_xi)
 
 
 def home() -> Path:

@@ -34,7 +34,7 @@ SETTING_TYPES = {
     "baselines": str, "sweep_epochs": int, "precision": str, "attack_precision": str,
     "memory_format": str, "threads": int, "compile": (bool, str), "clean_bn_forward": bool, "schedule": str,
     "benchmark_extras": bool, "lr_schedule": str, "retrain": bool,
-    "pgd_at_schedule": Mapping, "table3": Mapping, "bench": Mapping,
+    "pgd_at_schedule": Mapping, "table3": Mapping, "bench": Mapping, "toy": Mapping,
 }
 NULLABLE = {"status", "width", "alpha", "n_train", "threads", "attack_eps", "baseline_eps", "schedule",
             "pgd_at_schedule"}

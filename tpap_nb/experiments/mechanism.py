@@ -14,6 +14,7 @@ harmless while purification steps back over the boundary:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -199,16 +200,16 @@ def plot_directions(by_net: dict[str, dict], n_draw: int = 6, title: str = ""):
 # PGD-20 examples (below 10 %), Sec. 3.2's definition, on seeds 0-2. Smaller radii did not overfit.
 TOY = dict(n=1000, noise=0.05, eps=0.18, xi=0.18, width=128, epochs=300, lr=3e-3, batch_size=100, pgd_steps=20,
            seed=0)
-TOY_PROFILES = {"smoke": dict(n=300, epochs=100, batch_size=50)}  # smoke proves the cells run, in under a second
 
 
-def toy_settings(profile: str | None = None, **overrides) -> dict:
-    """The toy's settings: TOY, the profile's changes (smoke: tiny), then any override that is not None (xi follows
-    an overridden eps unless given: the paper's xi = eps)."""
+def toy_settings(profile_toy: Mapping | None = None, **overrides) -> dict:
+    """The toy's settings: TOY, a profile's changes (cfg['toy'], resolved by get_profile from config.TOY_SIZE;
+    smoke: tiny), then any override that is not None (xi follows an overridden eps unless given: the paper's
+    xi = eps)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if "eps" in given and "xi" not in given:
         given["xi"] = given["eps"]
-    return TOY | TOY_PROFILES.get(profile, {}) | given
+    return TOY | dict(profile_toy or {}) | given
 
 
 def toy_data(n: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, ...]:

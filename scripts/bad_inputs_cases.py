@@ -1,8 +1,8 @@
 """Issue 20's cases (docs/bad-inputs.md): each run against whichever tpap_nb is on PYTHONPATH, first line of what it shows.
 
-    python docs/bad-inputs-cases.py weights W.pt                                   # once, with this checkout's kit
-    PYTHONPATH=<a checkout> python docs/bad-inputs-cases.py run W.pt OUT.json [case-substring ...]
-    python docs/bad-inputs-cases.py table BEFORE.json NOW.json > table.md         # the markdown table
+    python scripts/bad_inputs_cases.py weights W.pt                                   # once, with this checkout's kit
+    PYTHONPATH=<a checkout> python scripts/bad_inputs_cases.py run W.pt OUT.json [case-substring ...]
+    python scripts/bad_inputs_cases.py table BEFORE.json NOW.json > table.md         # the markdown table
 
 Every case runs on one thread in a temporary folder (TPAP_DATA, TPAP_RUNS, TPAP_FIGURES point there). W.pt holds the
 state_dict of a small CNN (width 8) trained on digits for 3 epochs, so that both checkouts attack the same network.

@@ -1,4 +1,4 @@
-"""Compare every figure JSON of two figure folders: python docs/refactor-check-figures.py OLD NEW.
+"""Compare every figure JSON of two figure folders: python scripts/refactor_check_figures.py OLD NEW.
 
 Ignored: keys naming a timing or the machine (IGNORE_EXACT, IGNORE_PARTS): commit, date, device, runtime. Keys only
 in NEW are listed as new (not compared), keys only in OLD as missing; every other value must be equal (floats exactly,

@@ -2,7 +2,7 @@
 a config (an argument that is a Mapping holding 'xi' and 'epochs'), each counted once, in call order; the modules
 crossed, climbs to a higher layer (docs/layout.md's layers), returns to a module already left.
 
-    PYTHONPATH=<tree> TPAP_THREADS=1 TPAP_PRECISION=float32 python docs/refactor-check-route.py
+    PYTHONPATH=<tree> TPAP_THREADS=1 TPAP_PRECISION=float32 python scripts/refactor_check_route.py
 """
 import sys
 from collections.abc import Mapping
