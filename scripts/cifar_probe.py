@@ -76,7 +76,7 @@ def trial_row(tag: str, args: dict, history: list[dict], test: dict | None, stat
     sec = statistics.median(h["train_seconds"] for h in history) if history else float("nan")
     sched = (f"one-cycle to {args['lr']}" if args.get("lr_schedule") == "onecycle"
              else f"{args['lr']}, x0.1 at {args.get('milestones') or '-'}")
-    images = args.get("n_train_used") or args.get("n_train") or f"all but {args.get('n_val', '?')}"
+    images = args.get("n_train_used") or args.get("n_train") or 50000 - int(args.get("n_val") or 0)
     cells = [tag, f"{args['model']} w{args['width']}", str(images),
              f"{args['eps']:g} / {args['attack_eps']:g}", f"{sched}, wd {args['wd']:g}, bs {args['bs']}"
              + (", clean BN" if args.get("clean_bn") else ""),
@@ -93,7 +93,7 @@ def trial_row(tag: str, args: dict, history: list[dict], test: dict | None, stat
     return "| " + " | ".join(cells) + " |"
 
 
-HEAD = ("| trial | network | train images | train / attack eps (/255) | schedule | epochs | s/epoch | "
+HEAD = ("| trial (commit) | network | train images | train / attack eps (/255) | schedule | epochs | s/epoch | "
         "last epoch train clean / FGSM / PGD-20 | val clean / FGSM / PGD-20 | TPAP val clean / PGD-20 | "
         "test (1,000) clean / FGSM / PGD-20 / TPAP clean / TPAP PGD-20 | overfits FGSM on val | status |\n|"
         + "---|" * 13)
@@ -107,7 +107,7 @@ def summarize(log: Path, runs: Path) -> str:
         key = f"{r['tag']}-s{r['args']['seed']}"
         seen.add(key)
         args = r["args"] | {"n_train_used": r.get("n_train_used", "")}
-        rows.append(trial_row(key, args, r["history"], r.get("test"), "done"))
+        rows.append(trial_row(f"{key} ({r.get('commit', '-')})", args, r["history"], r.get("test"), "done"))
     for ckpt in sorted(Path(runs).glob("*.pt")):
         if ckpt.stem in seen:
             continue
@@ -116,7 +116,8 @@ def summarize(log: Path, runs: Path) -> str:
         args = {"model": m["model"], "width": m["width"], "n_train": m["n_train"], "eps": round(m["eps"] * 255, 2),
                 "attack_eps": round((m.get("attack_eps") or m["eps"]) * 255, 2), "lr": m["lr"],
                 "lr_schedule": m.get("lr_schedule"), "milestones": m["milestones"], "wd": m["weight_decay"],
-                "bs": m["batch_size"], "clean_bn": m.get("clean_bn_forward"), "epochs": m["epochs"]}
+                "bs": m["batch_size"], "clean_bn": m.get("clean_bn_forward"), "epochs": m["epochs"],
+                "n_val": m.get("n_val")}
         rows.append(trial_row(ckpt.stem, args, state["history"], None, "stopped (resumable)"))
     return "\n".join([HEAD, *rows])
 
