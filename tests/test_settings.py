@@ -126,10 +126,10 @@ def test_a_profile_with_a_status_says_so_on_the_figure_and_in_its_json(tmp_path,
     import matplotlib.pyplot as plt
 
     monkeypatch.setenv("TPAP_FIGURES", str(tmp_path))
-    for profile, expected in (("cifar", config.PROFILE_STATUS["cifar"]), ("smoke", None)):
+    for profile, expected in (("gpu", config.PROFILE_STATUS["gpu"]), ("smoke", None)):
         fig, ax = plt.subplots()
         plots.save_figure(fig, profile, tp.get_profile(profile), device=torch.device("cpu"))
         texts = [t.get_text() for t in fig.texts]
         plt.close(fig)
         assert json.loads((tmp_path / f"{profile}.json").read_text())["profile_status"] == expected
-        assert texts == ([f"profile cifar: {expected}"] if expected else [])
+        assert texts == ([f"profile gpu: {expected}"] if expected else [])

@@ -81,10 +81,8 @@ PROFILES: dict[str, dict] = {
     ),
 }
 # What a profile is, where that must be said beside its numbers (figures' JSON, README, notebooks):
-# a profile without an entry is what its comment says; these two are not what their settings suggest.
+# a profile without an entry is what its comment says; these are not what their settings suggest.
 PROFILE_STATUS = {
-    "cifar": "best found, does not robustly overfit FGSM: no CPU-sized CIFAR-10 setting tried did "
-             "(docs/cifar-search.md), so TPAP is shown on a network that did not overfit",
     "gpu": "unmeasured: a reasoned guess until a GPU has run it (docs/gpu.md)",
 }
 # pgd_alpha, pgd_steps, beta: the baselines' training attack (PGD-AT/TRADES/MART: PGD-10, step
