@@ -139,3 +139,15 @@ def test_untrained_model_is_the_profiles_architecture_and_writes_no_checkpoint(d
     again, _ = cost.untrained_model(cfg, digits)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))  # seeded
     assert not (tmp_path / "runs" / "checkpoints").exists()  # nothing trained, nothing saved
+
+
+def test_recorded_train_seconds_falls_back_to_the_shipped_network(digits, tmp_path, monkeypatch):
+    from tpap_nb import runs as R
+
+    monkeypatch.setattr(R, "SHIPPED", tmp_path / "shipped")
+    cfg = tp.get_profile("smoke", epochs=2, width=4, n_train=64, eval_every=0)
+    tp.get_or_train(cfg, progress=False)
+    rec = R.export(cfg, "fgsm", n_test=32)
+    tp.train.checkpoint_path(tp.train.recipe_config(cfg, "fgsm")).unlink()  # a fresh clone: the shipped one only
+    assert cost.recorded_train_seconds(cfg, "fgsm") == rec["median_epoch_seconds"] > 0
+    assert cost.recorded_train_seconds(cfg | {"retrain": True}, "fgsm") is None  # it would train instead

@@ -25,7 +25,7 @@ from ..checkpoints import read_checkpoint
 from ..data import Dataset, batches
 from ..models import eval_mode
 from ..purify import purify
-from ..runs import fresh_model, run_data
+from ..runs import fresh_model, run_data, shipped_record
 from ..runtime import Runtime, resolve, runtime_for
 from ..train import checkpoint_path, recipe_config, train_step
 
@@ -262,10 +262,12 @@ def hand_count(pgd_steps: int, convention: str = "measured", clean_bn_forward: b
 
 
 def recorded_train_seconds(cfg: Mapping, recipe: str) -> float | None:
-    """Mean wall seconds per training epoch that `get_or_train` recorded for (cfg, recipe), or None if untrained."""
+    """Median wall seconds per training epoch recorded for (cfg, recipe): by your checkpoint, else by the shipped
+    network `get_or_train` would use (its record), else None (untrained)."""
     path = checkpoint_path(recipe_config(cfg, recipe))
     if not path.exists():
-        return None
+        rec = None if cfg.get("retrain") else shipped_record(recipe_config(cfg, recipe))
+        return rec["median_epoch_seconds"] if rec else None
     history = read_checkpoint(path)["history"]
     secs = [h["train_seconds"] for h in history if "train_seconds" in h]
     return statistics.median(secs) if secs else None
