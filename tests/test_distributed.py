@@ -53,7 +53,7 @@ def _worker(rank, world_size, data, out_dir):
 def runs(tmp_path_factory):
     data = load_dataset("digits").subset(n_train=211, n_test=101)
     out_dir = tmp_path_factory.mktemp("ddp")
-    D.launch(_worker, 2, data, str(out_dir), start_method="fork")  # fork: no torch re-import per child
+    D.launch(_worker, 2, data, str(out_dir))  # spawn: a fork after earlier tests ran OpenMP deadlocks in libgomp
     ranks = [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(2)]
     single = {}
     for recipe in RECIPES:
@@ -114,7 +114,7 @@ def test_cli_main_writes_loadable_checkpoint(tmp_path):
     """`main` as torchrun runs it (here in a group `launch` made, so no second torch import)."""
     out = tmp_path / "ddp.pt"
     argv = ["--profile", "smoke", "--recipe", "fgsm", "--epochs", "1", "--n-eval", "40", "--out", str(out)]
-    D.launch(_cli_worker, 2, argv, str(tmp_path), start_method="fork")
+    D.launch(_cli_worker, 2, argv, str(tmp_path))
     recs = [torch.load(tmp_path / f"cli{r}.pt", weights_only=False) for r in range(2)]
     assert recs[0]["accuracy"] == recs[1]["accuracy"]  # one gathered record on every rank
     assert set(recs[0]["accuracy"]) == {"clean", "fgsm"}

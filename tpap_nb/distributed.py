@@ -177,8 +177,10 @@ def launch(fn, world_size: int = 2, *args, backend: str = "gloo", start_method: 
     """Run fn(rank, world_size, *args) in `world_size` new processes joined in one process group.
 
     With "spawn", `fn` must be importable (a module-level function, not one defined in a notebook).
-    "fork" (Linux) skips re-importing torch in each child; call torch.set_num_threads(1) first in fn
-    (as DataLoader workers do), since OpenMP thread pools do not survive a fork.
+    "fork" (Linux) skips re-importing torch in each child, but only from a process that has not yet run an
+    OpenMP parallel region on two or more threads: libgomp is not fork-safe, and a child forked after one
+    waits forever at its first parallel convolution (torch.set_num_threads(1) in fn does not help). The
+    test suite hung so in CI; spawn is the default.
     """
     if start_method == "fork":
         import torch._dynamo  # noqa: F401  (DDP's constructor imports it: seconds; once here, shared by fork)
