@@ -87,3 +87,18 @@ def test_a_trial_of_the_same_settings_exports_with_its_history_labelled(tmp_path
     assert state["meta"]["profile"] == "smoke" and state["meta"]["source"] == "trial.pt"
     with pytest.raises(tp.CheckpointError, match="'lr': \\(0.05, 0.01\\)"):
         R.export(cfg | {"lr": 0.01}, "fgsm", n_test=64, source=trial)
+
+
+def test_the_repositorys_shipped_networks_load_and_match_their_profiles():
+    """checkpoints/ (no data needed): the cifar profile's FGSM-RO and PGD-AT networks load with weights_only, their
+    sha256 is the one recorded, their metadata is what their profile asks for today, and they stay small."""
+    recs = {(r["profile"], r["recipe"]): r for r in R.shipped_records()}
+    assert {("cifar", "fgsm"), ("cifar", "pgd")} <= set(recs)
+    for (profile, recipe), rec in recs.items():
+        cfg = tp.train.recipe_config(tp.get_profile(profile), recipe)
+        assert R.shipped_record(cfg)["sha256"] == rec["sha256"]  # found by get_or_train under today's settings
+        model, history = R.load_shipped(rec, torch.device("cpu"))  # hash checked, torch.load(weights_only=True)
+        for key in ("dataset", "model", "width", "eps", "epochs", "batch_size", "lr", "seed", "n_val"):
+            assert model.meta[key] == (list(cfg[key]) if isinstance(cfg[key], tuple) else cfg[key]), key
+        assert len(history) == cfg["epochs"] and rec["n_test"] >= 1000
+        assert (R.SHIPPED / f"{rec['name']}.pt").stat().st_size < 5e6
