@@ -38,3 +38,24 @@ def test_cli_on_a_checkpoint_appends_records(tmp_path, digits):
     assert [r["kind"] for r in lines] == ["accuracy"] * 4 + ["comparison"] * 2
     assert all(r["checkpoint"] == "m.pt" and r["dataset"] == "digits" for r in lines)
     assert len(res["comparison"]) == 2
+
+
+def test_every_registered_attack_and_grad_cam_run_inside_bf16_autocast(ro_model, test_xy):
+    """A cifar run attacks inside the fast path's bf16 autocast: attacks that hand tensors to numpy (STA's
+    L-BFGS) or libraries that do (pytorch-grad-cam) must still run there (STA failed so in notebook 03)."""
+    import torch
+
+    from tpap_nb.attacks import registry
+    from tpap_nb.experiments import gradcam
+
+    x, y = test_xy
+    x, y = x[:4], y[:4]
+    small = {"steps": 2, "max_iterations": 2, "search_steps": 1, "binary_search_steps": 1, "dual_steps": 2,
+             "n_queries": 20, "eps": 0.3}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for name, spec in registry.ATTACKS.items():
+            kwargs = {k: v for k, v in small.items() if k in spec.defaults}
+            x_adv = registry.build_attack(name, ro_model, **kwargs)(x, y)
+            assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, name
+        maps = gradcam.gradcam_maps(ro_model, x)
+    assert maps["cam"].shape == (4, 8, 8)

@@ -57,7 +57,7 @@ PAPER_SETTINGS = dict(confidence=0.0, initial_const=1.0, max_iterations=10, sear
 def identity_grid(x: torch.Tensor) -> torch.Tensor:
     """F.affine_grid of the identity transform, align_corners=False (spatial.py:121-126): (N, H, W, 2)."""
     theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=x.device).repeat(len(x), 1, 1)
-    return F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.affine_grid(theta, list(x.shape), align_corners=False).float()  # float32 under bf16 autocast too
 
 
 def warp(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -121,7 +121,7 @@ def sta_advertorch(
             with torch.enable_grad():
                 loss = spatial_loss(model, grid, x, y_onehot, const, grid_ori, confidence)
                 (grad,) = torch.autograd.grad(loss, grid)
-            return loss.detach().cpu().numpy().astype(float), grad.cpu().numpy().flatten().astype(float)
+            return loss.detach().float().cpu().numpy().astype(float), grad.float().cpu().numpy().flatten().astype(float)
 
         final_l2 = torch.full((n,), L2DIST_UPPER, dtype=torch.float32)
         x_final = torch.zeros_like(x)  # spatial.py:118: what a failed input gets back

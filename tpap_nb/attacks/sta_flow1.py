@@ -77,8 +77,8 @@ def sta_flow1(
     for step in range(steps + 1):  # steps updates; the last evaluation only scores the final flow
         with torch.enable_grad():
             flow.requires_grad_(True)
-            x_adv = flow_warp(x, flow).clamp(0, 1)
-            logits = model(x_adv)
+            x_adv = flow_warp(x, flow).clamp(0, 1).to(x.dtype)  # bf16 autocast warps in bf16
+            logits = model(x_adv).float()
             margins = _margin(logits, y)
             if step < steps:
                 loss = margins.sum() + tau * flow_tv(flow).sum() if tau else margins.sum()

@@ -62,7 +62,8 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None
         try:
             for p in params:  # weights get no gradient: the input carries it to the target layer instead
                 p.requires_grad_(False)
-            with torch.enable_grad():
+            # float32 even inside a bf16 runtime: pytorch-grad-cam turns activations into numpy arrays
+            with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
                 for i in range(0, len(x), batch_size):
                     xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
                     tb = [ClassifierOutputTarget(int(c)) for c in targets[i:i + batch_size]]
