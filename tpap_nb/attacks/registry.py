@@ -100,7 +100,7 @@ def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_q
     if version != "standard":
         raise ValueError(f"aa supports version='standard' only (the paper's AA), got {version!r}.")
     torchattacks = import_torchattacks()
-    model = _Float32Logits(model)  # APGD-T hands its DLR losses to numpy, which has no bf16 (fast-path autocast)
+    model = Float32Logits(model)  # APGD-T hands its DLR losses to numpy, which has no bf16 (fast-path autocast)
     if n_classes is None:
         with torch.no_grad():
             n_classes = model(x[:1]).shape[1]
@@ -119,7 +119,7 @@ def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_q
 
 
 
-class _Float32Logits(torch.nn.Module):
+class Float32Logits(torch.nn.Module):
     """`model` with its logits cast to float32: what torchattacks' numpy bookkeeping needs under bf16 autocast."""
 
     def __init__(self, model: torch.nn.Module):

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks.base import cross_entropy, pgd, pgd_loop, uniform_start
-from ..attacks.registry import AA_TARGETS, attack_settings, autoattack
+from ..attacks.registry import AA_TARGETS, Float32Logits, attack_settings, autoattack
 from ..checks import (
     check_count,
     check_images,
@@ -181,6 +181,7 @@ def _craft(name, target, crafter, x, y, eps, counts, n_classes, seed) -> torch.T
     if name == "autoattack":  # the registry's AutoAttack, on F: always the official standard settings
         return autoattack(target, x, y, eps, seed=seed, n_classes=n_classes).detach()
     torchattacks = import_torchattacks()
+    target = Float32Logits(target)  # torchattacks' numpy bookkeeping has no bf16 (a fast-path autocast)
     if name == "square":
         atk = torchattacks.Square(target, eps=eps, n_queries=counts["n_queries"], n_restarts=1, seed=seed)
     elif name == "apgd-ce":
