@@ -57,5 +57,6 @@ def test_every_registered_attack_and_grad_cam_run_inside_bf16_autocast(ro_model,
             kwargs = {k: v for k, v in small.items() if k in spec.defaults}
             x_adv = registry.build_attack(name, ro_model, **kwargs)(x, y)
             assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, name
+            assert not any(m.training for m in ro_model.modules()), f"{name} left the network in train mode"
         maps = gradcam.gradcam_maps(ro_model, x)
     assert maps["cam"].shape == (4, 8, 8)

@@ -125,6 +125,7 @@ class Float32Logits(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
+        self.train(model.training)  # torchattacks restores the mode it saw on the wrapper onto `model`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).float()
