@@ -60,3 +60,28 @@ def test_every_registered_attack_and_grad_cam_run_inside_bf16_autocast(ro_model,
             assert not any(m.training for m in ro_model.modules()), f"{name} left the network in train mode"
         maps = gradcam.gradcam_maps(ro_model, x)
     assert maps["cam"].shape == (4, 8, 8)
+
+
+def test_autoattack_runs_on_a_channels_last_rgb_network_under_bf16():
+    """A channels_last network hands back a channels_last gradient w.r.t. x; AutoAttack's FAB-T `.view`s it,
+    which failed in notebook 03 on cifar. The kit's wrapper hands torchattacks a contiguous gradient."""
+    import torch
+
+    from tpap_nb.attacks import registry
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10)).eval()
+    net = net.to(memory_format=torch.channels_last)
+    x = torch.rand(6, 3, 8, 8)
+    y = net(x).argmax(1)  # every image starts correctly classified, so each sub-attack has work
+    x_in = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = registry.Float32Logits(net)(x_in)
+        bare, = torch.autograd.grad(net(x_in).float().sum(), x_in)
+    grad, = torch.autograd.grad(logits.sum(), x_in)
+    assert logits.dtype == torch.float32 and grad.is_contiguous()
+    assert not bare.is_contiguous(), "this network no longer yields a channels_last gradient: the test tests nothing"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = registry.build_attack("aa", net, eps=1e-3, steps=2, n_queries=5)(x, y)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 1e-3 + 1e-6

@@ -119,8 +119,22 @@ def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_q
 
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient (a channels_last network's grad w.r.t. x is
+    channels_last, and torchattacks' FAB calls `.view` on it, which fails)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
 class Float32Logits(torch.nn.Module):
-    """`model` with its logits cast to float32: what torchattacks' numpy bookkeeping needs under bf16 autocast."""
+    """`model` as torchattacks needs it on the fast path: float32 logits under bf16 autocast (its numpy
+    bookkeeping has no bf16) and a contiguous input gradient from a channels_last network."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -128,7 +142,7 @@ class Float32Logits(torch.nn.Module):
         self.train(model.training)  # torchattacks restores the mode it saw on the wrapper onto `model`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).float()
+        return self.model(_ContiguousGrad.apply(x)).float()
 
 @dataclass(frozen=True)
 class AttackSpec:
