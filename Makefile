@@ -7,15 +7,19 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # seconds per cell before a run fails: one training cell of `quick`'s notebook 03 took over 15 min on a busy 2-core CPU
 CELL_TIMEOUT ?= 3600
 
-.PHONY: run solutions test setup lab nb bench gpu-check readme lint clean
+.PHONY: run export solutions test setup lab nb bench gpu-check readme lint clean
 
 ## run: all notebooks in order on $(PROFILE) (default quick) with papermill; figures and their run times into
-## figures/$(PROFILE)/ (the tracked figures of that profile), then the README's results and the notebooks'
-## run-time lines from them (make readme)
+## figures/$(PROFILE)/ (the tracked figures of that profile), executed copies into executed/$(PROFILE)/, then the
+## README's results and the notebooks' run-time lines from them (make readme)
 run: $(VENV)/.installed
 	TPAP_FIGURES=figures/$(PROFILE) $(PY) -m tpap_nb.runner --profile $(PROFILE) --out build/$(PROFILE) \
-		--cell-timeout $(CELL_TIMEOUT)
+		--cell-timeout $(CELL_TIMEOUT) --executed
 	$(MAKE) readme
+
+## export: executed copies of an earlier run's papermill outputs (build/$(PROFILE)/) into executed/$(PROFILE)/
+export: $(VENV)/.installed
+	$(PY) -m tpap_nb.runner --export build/$(PROFILE)
 
 ## solutions: the worked solutions (solutions/NN_*.ipynb) on $(PROFILE), reusing `make run`'s checkpoints; their
 ## figures into build/, their run times into figures/$(PROFILE)/runtimes.json (for the notebooks' run-time lines)

@@ -5,12 +5,19 @@ those times into the notebooks.
     python -m tpap_nb.runner --dir solutions --profile smoke  solutions/*.ipynb (make solutions, make test)
     python -m tpap_nb.runner --stamp                          rewrite every notebook's run-time line and
                                                                  install cell from the records (make readme)
+    python -m tpap_nb.runner --profile quick --executed       as the first, and write executed copies (make run)
+    python -m tpap_nb.runner --export build/quick             executed copies of an existing run (make export)
 
 Each run writes its per-notebook seconds (profile, device, torch threads, commit, date) into runtimes.json
 beside the run's figures (`config.figures_root()`: figures/<profile>/ under `make run`, else build/figures/).
 The stamp reads the tracked records, figures/<profile>/runtimes.json, and rewrites the line between
 `<!-- runtime -->` and `<!-- /runtime -->` in the first markdown cell of every notebook and solution, so the
 run time a reader sees is the last measured one, never typed. tests/test_lessons.py checks the stamps.
+
+Executed copies (`--executed`, `--export`): the papermill outputs of a run, cleaned for reading on GitHub, go to
+executed/<profile>/NN_*.ipynb (tracked): outputs kept, PNG outputs shrunk to MAX_WIDTH pixels and a palette,
+papermill's timings dropped, a first cell saying what ran. The source notebooks stay stripped; `make test`'s
+smoke runs write no executed copies. tests/test_executed.py checks them.
 """
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ from .config import PROFILES, REPO, figures_root, get_device, tracked_figures
 FOLDERS = ("notebooks", "solutions")  # lesson notebooks and their worked solutions, same file names
 NOTEBOOKS = REPO / "notebooks"
 RUNTIMES = "runtimes.json"
+EXECUTED = REPO / "executed"  # executed/<profile>/NN_*.ipynb: the copies GitHub renders
+MAX_WIDTH = 900  # pixels of a PNG output in an executed copy
+MAX_BYTES = 8_000_000  # all of one profile's executed copies together
 RUNTIME_START, RUNTIME_END = "<!-- runtime -->", "<!-- /runtime -->"
 INSTALL_TAG = "install"
 TORCHATTACKS = "torchattacks==3.5.1"  # as the Makefile installs it (--no-deps, docs/install.md)
@@ -83,10 +93,12 @@ def record_times(times: list[tuple[Path, float]], profile: str, env: dict, folde
 
 
 def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 900,
-        folder: Path | str = "notebooks", times: Path | None = None) -> list[tuple[str, float]]:
+        folder: Path | str = "notebooks", times: Path | None = None,
+        executed: Path | None = None) -> list[tuple[str, float]]:
     """Execute the notebooks of `folder` headlessly on `profile`, each in its own folder as working directory;
-    executed copies go to `out` (never back into git); the seconds of each go to `times`/runtimes.json
-    (default: beside the run's figures, `config.figures_root()`)."""
+    papermill's outputs go to `out` (never into git); the seconds of each go to `times`/runtimes.json
+    (default: beside the run's figures, `config.figures_root()`); with `executed` (a folder, `make run`:
+    executed/<profile>/) a cleaned copy of each notebook that ran goes there too."""
     import papermill as pm
 
     if profile not in PROFILES:
@@ -118,10 +130,106 @@ def run(profile: str, out: Path, only: str | None = None, cell_timeout: int = 90
             raise SystemExit(1) from None
         done.append((nb, time.perf_counter() - t0))
         record_times(done[-1:], profile, env, times)  # after each one: a later failure keeps the earlier times
+        if executed is not None:
+            export_notebook(out / nb.name, Path(executed) / nb.name, profile, env["commit"], env["date"][:10])
         print(f"[{profile}] {nb.name} done in {done[-1][1]:.1f} s", flush=True)
     total = sum(t for _, t in done)
     print(f"[{profile}] {len(done)} notebooks in {total:.1f} s; times in {times / RUNTIMES}")
     return [(nb.name, t) for nb, t in done]
+
+
+# ---------------------------------------------------------------- executed copies
+def shrink_png(data: str, max_width: int = MAX_WIDTH) -> str:
+    """A base64 PNG output no wider than `max_width` pixels and on a 256-colour palette, base64 again (plots
+    keep their look at a fraction of the bytes); the input itself when that would not be smaller."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    raw = base64.b64decode(data)
+    img = Image.open(io.BytesIO(raw))
+    img.load()
+    wide = img.width > max_width
+    if wide:
+        img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
+    small = buf.getvalue()
+    return base64.b64encode(small).decode("ascii") if wide or len(small) < len(raw) else data
+
+
+def executed_header(source: str, profile: str, commit: str, date: str) -> dict:
+    """The first cell of an executed copy: what ran, where its source is."""
+    text = (f"**Executed copy** (profile `{profile}`, commit {commit}, {date}); the source notebook is "
+            f"[{source}](../../{source}). Outputs are as that run left them, images shrunk; run the source "
+            "notebook to get your own.")
+    return {"cell_type": "markdown", "id": "executed-copy", "metadata": {}, "source": _source(text)}
+
+
+def clean_executed(nb: dict, source: str, profile: str, commit: str, date: str,
+                   max_width: int = MAX_WIDTH) -> dict:
+    """A papermill output as an executed copy: papermill's and Jupyter's timings dropped (they change every
+    run), PNG outputs shrunk (`shrink_png`), the header cell first (an older header replaced)."""
+    nb["metadata"].pop("papermill", None)
+    nb["metadata"].pop("widgets", None)
+    cells = [c for c in nb["cells"] if c.get("id") != "executed-copy"]
+    for cell in cells:
+        meta = cell.setdefault("metadata", {})
+        for key in ("papermill", "execution", "collapsed", "scrolled"):
+            meta.pop(key, None)
+        if meta.get("tags") == []:
+            del meta["tags"]
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data:
+                png = data["image/png"]
+                data["image/png"] = shrink_png("".join(png) if isinstance(png, list) else png, max_width)
+                out.get("metadata", {}).pop("image/png", None)  # the old width and height
+    nb["cells"] = [executed_header(source, profile, commit, date), *cells]
+    return nb
+
+
+def export_notebook(src: Path, dest: Path, profile: str, commit: str, date: str | None = None) -> Path:
+    """Write the executed copy of papermill's output `src` (build/<profile>/NN_x.ipynb) to `dest`."""
+    import nbformat
+
+    nb = json.loads(Path(src).read_text())
+    date = date or str(nb["metadata"].get("papermill", {}).get("end_time") or _dt.date.today())[:10]
+    nb = clean_executed(nb, f"notebooks/{Path(src).name}", profile, commit, date)
+    nbformat.validate(nbformat.from_dict(nb))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(dumps(nb))
+    return dest
+
+
+def export(src: Path, profile: str | None = None, dest: Path | None = None) -> list[Path]:
+    """Executed copies of the notebooks papermill wrote to `src` (build/<profile>/) into `dest`
+    (executed/<profile>/); each copy's commit and date are its run's record in runtimes.json (the tracked
+    figures/<profile>/, else the figures folder), else this checkout's commit and papermill's end time."""
+    from .plots import git_commit
+
+    src = Path(src)
+    profile = profile or src.name
+    paths = sorted(src.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise SystemExit(f"No executed notebooks (NN_*.ipynb) in {src}: run them first (make run PROFILE={profile}).")
+    dest = Path(dest) if dest is not None else EXECUTED / profile
+    records = {}
+    for folder in (figures_root(), tracked_figures(profile)):
+        path = folder / RUNTIMES
+        if path.is_file():
+            records.update(json.loads(path.read_text()).get(profile, {}))
+    written = []
+    for nb in paths:
+        rec = records.get(f"notebooks/{nb.name}", {})
+        written.append(export_notebook(nb, dest / nb.name, profile, rec.get("commit") or git_commit(),
+                                       rec.get("date", "")[:10] or None))
+    total = sum(p.stat().st_size for p in dest.glob("*.ipynb"))
+    print(f"[{profile}] {len(written)} executed copies in {dest} ({total / 1e6:.1f} MB in all)")
+    if total > MAX_BYTES:
+        print(f"warning: {dest} holds {total / 1e6:.1f} MB, over {MAX_BYTES / 1e6:.0f} MB", file=sys.stderr)
+    return written
 
 
 # ---------------------------------------------------------------- the stamp
@@ -266,10 +374,11 @@ def stamp(paths: list[Path] | None = None, runtimes: dict | None = None, check: 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="quick", help=" | ".join(PROFILES))
+    ap.add_argument("--profile", default=None, help=" | ".join(PROFILES) + " (default quick; with --export: the "
+                    "folder's name)")
     ap.add_argument("--dir", default="notebooks", help="folder of the notebooks to run: notebooks (default) or "
                     "solutions")
-    ap.add_argument("--out", type=Path, default=None, help="folder for executed copies (default build/<profile>, "
+    ap.add_argument("--out", type=Path, default=None, help="folder for papermill's outputs (default build/<profile>, "
                     "build/<profile>/<dir> for another folder)")
     ap.add_argument("--only", default=None, help="run only notebooks whose name starts with this, e.g. 01")
     ap.add_argument("--cell-timeout", type=int, default=900, help="seconds per cell before failing")
@@ -278,7 +387,17 @@ def main(argv=None) -> None:
     ap.add_argument("--stamp", action="store_true", help="run nothing: rewrite every notebook's run-time line and "
                     "install cell from figures/<profile>/runtimes.json")
     ap.add_argument("--check", action="store_true", help="with --stamp: only say which notebooks are stale")
+    ap.add_argument("--executed", action="store_true", help="also write executed copies of the notebooks run "
+                    "into executed/<profile>/ (make run; not with --dir solutions)")
+    ap.add_argument("--export", type=Path, default=None, metavar="RUN_FOLDER", help="run nothing: write executed "
+                    "copies of the papermill outputs in RUN_FOLDER (e.g. build/quick) into executed/<profile>/")
     a = ap.parse_args(argv)
+    if a.export is not None:
+        export(a.export, a.profile)
+        return
+    a.profile = a.profile or "quick"
+    if a.executed and a.dir != "notebooks":
+        raise SystemExit("--executed writes copies of notebooks/ only; the solutions stay in build/.")
     if a.stamp:
         changed = stamp(check=a.check)
         verb = "stale" if a.check else "stamped"
@@ -287,7 +406,7 @@ def main(argv=None) -> None:
             sys.exit(1)
         return
     out = a.out or REPO / "build" / a.profile / ("" if a.dir == "notebooks" else Path(a.dir).name)
-    run(a.profile, out, a.only, a.cell_timeout, a.dir, a.times)
+    run(a.profile, out, a.only, a.cell_timeout, a.dir, a.times, EXECUTED / a.profile if a.executed else None)
 
 
 if __name__ == "__main__":
