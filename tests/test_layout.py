@@ -60,7 +60,7 @@ LAYERS = (
     ("runs", ("runs", "distributed", "")),
     ("experiments", ("experiments",)),
     ("report", ("report",)),
-    ("entry points", ("runner", "readme")),
+    ("entry points", ("runner", "readme", "landing")),
 )
 
 

@@ -6,17 +6,22 @@
 Every number in the section comes from figures/<profile>/*.json (written by `plots.save_figure` during
 `make run PROFILE=<profile>`), from the seed records in docs/measurements/ or from the paper's tables
 (`paper.py`), so the README cannot drift from the figures it shows; tests/test_readme.py checks that the
-committed section is what this module writes. The digits demonstration (DEMO) is always shown; a profile
-of SHOWN_FIRST (CIFAR-10) gets its own part above it once its figures exist.
+committed section is what this module writes. The digits demonstration (DEMO) is always shown, and a profile
+of SHOWN_FIRST (CIFAR-10) once its figures exist. The section is ordered by what the runs show: first each profile
+whose FGSM-AT robustly overfits (`overfits`, CIFAR-10 first) with its curves, then the adaptive-attack verdict, then
+one sentence for each profile that did not overfit. The "what to run where" table between the runtime markers is
+`landing.runtimes_table`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
+from . import landing
 from .attacks.registry import radius
 from .config import PROFILE_STATUS, PROFILES, REPO, tracked_figures
 from .paper import TABLE2, TABLE6, TABLE7
@@ -67,6 +72,30 @@ def _apart(a: dict, b: dict) -> bool:
     low_a, _ = wilson(round(a["knn_acc"] * a["n"]), a["n"])
     _, high_b = wilson(round(b["knn_acc"] * b["n"]), b["n"])
     return low_a > high_b
+
+
+def _pci(v, n) -> str:
+    """'47.6 % (44-51)': as `_ci`, with its unit, for sentences that stand alone."""
+    ci = _ci(v, n)
+    return ci.replace(" (", " % (", 1) if "(" in ci else f"{ci} %"
+
+
+def _device(text: str) -> str:
+    """A device as the JSON says it ('cpu (1 threads)'), in English."""
+    return re.sub(r"\b1 threads\b", "1 thread", str(text))
+
+
+def _r(v: float, settings: dict) -> str:
+    """A radius as the profile writes it: k/255 on the profiles whose eps is a whole number of 255ths (CIFAR-10),
+    e.g. 0.03 -> 7.65/255; else the number (digits: 0.3)."""
+    if radius(settings["eps"]).endswith("/255"):
+        return radius(v) if radius(v).endswith("/255") else f"{v * 255:.3g}/255"
+    return radius(v)
+
+
+def overfits(numbers: dict) -> bool:
+    """FGSM-AT robustly overfitted (01's last epoch, bare model): PGD-20 <= 10 % while FGSM >= clean - 10 points."""
+    return numbers["test_pgd20"] <= 10 and numbers["test_fgsm"] >= numbers["test_clean"] - 10
 
 
 def _half_width(n: int) -> float:
@@ -130,8 +159,7 @@ def seed_spread(settings: dict, measurements: Path | None = None) -> str:
         return f"{_f(sum(vals) / len(vals))} ({_f(min(vals))}-{_f(max(vals))})"
 
     over = sum(r["bare_pgd20"] <= 10 and r["bare_fgsm"] >= r["bare_clean"] - 10 for r in rows if "bare_fgsm" in r)
-    where = sorted({f"commit {r['commit']}, {r['threads']} thread{'' if r['threads'] == 1 else 's'}; "
-                    for r in rows if "commit" in r and "threads" in r})
+    where = sorted({f"{r['threads']} thread{'' if r['threads'] == 1 else 's'}; " for r in rows if "threads" in r})
     rel = path.relative_to(folder.parent.parent).as_posix() if folder.parent.parent in path.parents else path.name
     return (f"seeds {', '.join(str(r['seed']) for r in sorted(rows, key=lambda r: r['seed']))} of this setting "
             f"({''.join(where)}`{rel}`; {' / '.join(f'{n:,}' for n in ns)} test images each, 95 % intervals "
@@ -142,26 +170,67 @@ def seed_spread(settings: dict, measurements: Path | None = None) -> str:
 
 
 def results_section(figures: Path | None = None, measurements: Path | None = None) -> str:
-    """The Markdown between the README's result markers: one part per profile in figures/<profile>/ (the CIFAR-10
-    profile first when present, then the digits demonstration)."""
+    """The Markdown between the README's result markers, ordered by what the runs show: each profile whose FGSM-AT
+    robustly overfits (CIFAR-10 first; the first in full, the others in brief) with its curves, then the
+    adaptive-attack verdict, then one sentence for each profile that did not overfit."""
     root = Path(figures) if figures is not None else tracked_figures()
     parts = _parts(root)
-    return "\n\n".join(f"### `{p}` ({title})\n\n" + profile_section(root / p, measurements,
-                                                                      brief=p == DEMO and len(parts) > 1)
-                       for p, title in parts)
+    over = [(p, t) for p, t in parts if overfits(_load(root / p, "01_training_curves")["numbers"])]
+    rest = [(p, t) for p, t in parts if (p, t) not in over]
+    blocks = [f"### `{p}` ({title}): FGSM-AT robustly overfits\n\n"
+              + profile_section(root / p, measurements, brief=i > 0) for i, (p, title) in enumerate(over)]
+    blocks.append("### Under adaptive attacks (beyond the paper)\n\n"
+                  + "\n\n".join(adaptive_part(root / p, title, figure=i == 0)
+                                for i, (p, title) in enumerate(over or parts)))
+    if rest:
+        blocks.append("### Where FGSM-AT did not overfit\n\n"
+                      + "\n\n".join(not_overfitted(root / p, title) for p, title in rest))
+    return "\n\n".join(blocks)
+
+
+def adaptive_part(figures: Path, title: str, figure: bool = True) -> str:
+    """One profile's adaptive-attack verdict (07) from its figure's JSON; with `figure`, the figure and each
+    attack's accuracy."""
+    adaptive, s = _load(figures, "07_adaptive_attacks"), _load(figures, "03_attack_heatmap")["settings"]
+    a, n = adaptive["numbers"]["table"], s["n_adaptive"]
+    ta, bare_a, pgd_at = a["TPAP"], a.get("bare", {}), a.get("PGD-AT", {})
+    protocol = next((v for k, v in ta.items() if k.startswith("transfer:bare")), None)
+    grads = [k for k in ("pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square") if k in ta]
+    text = (f"**`{figures.name}` ({title}; 07, {n} test images).** Under the paper's protocol TPAP keeps "
+            f"{_pci(protocol, n)} (clean {_pci(ta.get('clean'), n)}); attacked as a whole pipeline its per-sample "
+            f"worst case is {_pci(ta.get('worst-case'), n)}"
+            + (" (" + ", ".join(f"{k} {_f(ta[k])}" for k in grads) + ")" if figure else "")
+            + f"; bare model {_pci(bare_a.get('worst-case'), n)}, PGD-{s['pgd_steps']}-AT "
+            f"{_pci(pgd_at.get('worst-case'), n)}.")
+    return text + (f"\n\n![adaptive](figures/{figures.name}/07_adaptive_attacks.png)" if figure else "")
+
+
+def not_overfitted(figures: Path, title: str) -> str:
+    """One sentence: this profile's FGSM-AT did not robustly overfit, with the numbers that say so."""
+    curves = _load(figures, "01_training_curves")
+    c, s = curves["numbers"], curves["settings"]
+    n, split = s["n_eval"], c.get("eval_split", "test")
+    why = ([f"bare PGD-20 stays at {_pci(c['test_pgd20'], n)}, above 10 %"] if c["test_pgd20"] > 10 else []) + \
+          ([f"FGSM {_pci(c['test_fgsm'], n)} is more than 10 points below clean {_pci(c['test_clean'], n)}"]
+           if c["test_fgsm"] < c["test_clean"] - 10 else [f"FGSM is {_pci(c['test_fgsm'], n)}"])
+    width = f" w{s['width']}" if s.get("width") else ""
+    return (f"**`{figures.name}` ({title}, {s['model']}{width}, eps = {_r(s['eps'], s)}).** FGSM-AT did not "
+            f"robustly overfit: at epoch {s['epochs']}, on {n} {split} images, {', and '.join(why)}; with TPAP, "
+            f"PGD-20 is {_pci(c['tpap_pgd20'], n)} (figures: `figures/{figures.name}/`; Tab. 2: "
+            "[docs/tables.md](docs/tables.md)).")
 
 
 def profile_section(figures: Path, measurements: Path | None = None, brief: bool = False) -> str:
     """One profile's results from figures/<profile>/*.json; image links point at figures/<profile>/.
 
-    brief=True (the digits demonstration below a CIFAR-10 part): its key sentences only, no figures or table."""
+    brief=True (a second overfitting profile below the first): its key sentences (no seed spread) and curves.
+    The adaptive attacks are `adaptive_part`'s."""
     img = f"figures/{figures.name}"
     curves, sweep, heat = _load(figures, "01_training_curves"), _load(figures, "02_xi_sweep"), \
         _load(figures, "03_attack_heatmap")
-    adaptive, tsne, cost = _load(figures, "07_adaptive_attacks"), _load(figures, "05_tsne"), \
-        _load(figures, "06_cost_ratios")
+    tsne, cost = _load(figures, "05_tsne"), _load(figures, "06_cost_ratios")
+    _load(figures, "07_adaptive_attacks")  # a profile's part needs all its figures (REQUIRED)
     s = heat["settings"]
-    commits = sorted({d["commit"] for d in (curves, sweep, heat, adaptive, tsne, cost)})
     c = curves["numbers"]
     table = heat["numbers"]["table"]
 
@@ -178,22 +247,18 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     attack_eps = s.get("attack_eps") or eps
     at_eps = min(pgd_by_xi, key=lambda v: abs(v - attack_eps))
     pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
-    a = adaptive["numbers"]["table"]
-    ta, bare_a, pgd_at = a["TPAP"], a.get("bare", {}), a.get("PGD-AT", {})
-    protocol = next((v for k, v in ta.items() if k.startswith("transfer:bare")), None)
-    grads = [k for k in ("pgd-bpda", "pgd-smooth", "apgd-ce", "apgd-t", "autoattack", "square") if k in ta]
     recs = {(r["row"], r["attack"]): r for r in tsne["numbers"]["records"]}
     attacked = [k for (row, k) in recs if row == "TPAP" and k != "clean" and ("PGD-AT", k) in recs]
     better = [k for k in attacked if _apart(recs["TPAP", k], recs["PGD-AT", k])]
     cn = cost["numbers"]
     spread = seed_spread(s, measurements)
     n_c, split = s["n_eval"], c.get("eval_split", "test")
-    radii = (f"trained at eps = {radius(eps)}, attacked at {radius(attack_eps)}" if not math.isclose(attack_eps, eps)
-             else f"eps = {radius(eps)}")
+    radii = (f"trained at eps = {_r(eps, s)}, attacked at {_r(attack_eps, s)}"
+             if not math.isclose(attack_eps, eps) else f"eps = {_r(eps, s)}")
     width = f" w{s['width']}" if s.get("width") else ""
     lines = [
         f"From `{img}/*.json` (`make run PROFILE={s['profile']}`): {s['dataset']}, {s['model']}{width}, {radii}, "
-        f"xi = {radius(s['xi'])}, {curves['device']}, commit {', '.join(commits)}; accuracies in % with 95 % "
+        f"xi = {_r(s['xi'], s)}, {_device(curves['device'])}; accuracies in % with 95 % "
         f"intervals; the run's account: [{_account(s['profile'])}]({_account(s['profile'])})."
         + (f" **`{s['profile']}`: {PROFILE_STATUS[s['profile']].split(':')[0]}.**" if s["profile"] in PROFILE_STATUS
            else ""),
@@ -212,8 +277,8 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         f"{_f(bare['pgd20'])} / {_f(tpap['pgd20'])} (paper: {t6['without purification']['clean']} / "
         f"{t6['with purification']['clean']}, {t6['without purification']['fgsm']} / "
         f"{t6['with purification']['fgsm']}, {t6['without purification']['pgd20']} / "
-        f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {radius(best_xi)} "
-        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {radius(at_eps)} (the attack "
+        f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {_r(best_xi, s)} "
+        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {_r(at_eps, s)} (the attack "
         "eps) it is "
         f"{_f(pgd_by_xi[at_eps])} % (clean {_f(clean_by_xi[at_eps])} %).",
         "",
@@ -231,25 +296,19 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         "",
         f"![heatmap]({img}/03_attack_heatmap.png)",
         "",
-        f"**Beyond the paper: adaptive attacks (07, {s['n_adaptive']} test images).** Under the paper's protocol "
-        f"TPAP keeps {_ci(protocol, s['n_adaptive'])} (clean {_ci(ta.get('clean'), s['n_adaptive'])}); attacked "
-        f"as a whole pipeline its per-sample worst case is {_ci(ta.get('worst-case'), s['n_adaptive'])} % ("
-        + ", ".join(f"{k} {_f(ta[k])}" for k in grads)
-        + f"); bare model {_f(bare_a.get('worst-case'))} %, {pgd_at_name} {_f(pgd_at.get('worst-case'))} %.",
-        "",
-        f"![adaptive]({img}/07_adaptive_attacks.png)",
-        "",
         f"**Fig. 7, Tab. 5 (05, 06).** t-SNE: TPAP's purified features separate the classes better than PGD-AT's "
         f"attacked ones (k-NN accuracy, 95 % intervals apart) under {len(better)} of {len(attacked)} attacks "
-        f"({', '.join(better) or 'none'}). Cost on "
-        f"{cost['device']}: FGSM-AT training takes {cn['ours: train time, FGSM-AT / PGD-AT']:.2f}x the time of "
+        f"({', '.join(better) or 'none'}). Cost on {_device(cost['device'])}: FGSM-AT training takes "
+        f"{cn['ours: train time, FGSM-AT / PGD-AT']:.2f}x the time of "
         f"{pgd_at_name}, TPAP inference {cn['ours: test time, TPAP / plain']:.2f}x plain inference "
         f"({cn['ours: test FLOPs, TPAP / plain']:.1f}x the FLOPs).",
     ]
     if brief:
-        keep = ("From ", "**Robust overfitting", "**Tab. 6", "**Beyond the paper")
-        paragraphs = [p for p in "\n".join(lines).split("\n\n") if p.startswith(keep)]
-        return "\n\n".join(paragraphs + [f"Its figures: `{img}/`; Tab. 2 in full: [docs/tables.md](docs/tables.md)."])
+        keep = ("From ", "**Robust overfitting", "![training curves]")
+        paragraphs = [p.split(" **Spread:**")[0] for p in "\n".join(lines).split("\n\n") if p.startswith(keep)]
+        return "\n\n".join(paragraphs + [f"Its figures: `{img}/`; its seeds' spread: "
+                                          f"[{_account(s['profile'])}]({_account(s['profile'])}); Tab. 2 in full: "
+                                          "[docs/tables.md](docs/tables.md)."])
     return "\n".join(lines)
 
 
@@ -303,29 +362,31 @@ def _parts(root: Path) -> list[tuple[str, str]]:
     return complete + [(DEMO, "digits, offline")]
 
 
-def split(text: str) -> tuple[str, str, str]:
-    """(before, section, after) of a README around the result markers."""
-    if text.count(START) != 1 or text.count(END) != 1:
-        raise ValueError(f"The README needs exactly one {START} and one {END} line.")
-    before, rest = text.split(START)
-    section, after = rest.split(END)
+def split(text: str, start: str = START, end: str = END) -> tuple[str, str, str]:
+    """(before, section, after) of a README around a pair of markers (default: the results')."""
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise ValueError(f"The README needs exactly one {start} and one {end} line.")
+    before, rest = text.split(start)
+    section, after = rest.split(end)
     return before, section.strip("\n"), after
 
 
 def update(readme: Path | None = None, figures: Path | None = None, check: bool = False,
            measurements: Path | None = None, tables: Path | None = None) -> bool:
-    """Rewrite the README's section and docs/tables.md's (or with check=True only compare); True when both were
-    up to date."""
+    """Rewrite the README's results section and its what-to-run-where table, and docs/tables.md's section (or with
+    check=True only compare); True when all were up to date."""
+    page = Path(readme) if readme is not None else REPO / "README.md"
+    jobs = [(page, START, END, lambda: results_section(figures, measurements))]
+    if landing.START in page.read_text():
+        jobs.append((page, landing.START, landing.END, lambda: landing.runtimes_table(figures)))
+    if not (readme is not None and tables is None):  # a README given alone (tests): its tables page is not touched
+        jobs.append((Path(tables) if tables is not None else TABLES, START, END, lambda: tables_section(figures)))
     fresh = True
-    for page, new in ((Path(readme) if readme is not None else REPO / "README.md",
-                       lambda: results_section(figures, measurements)),
-                      (Path(tables) if tables is not None else TABLES, lambda: tables_section(figures))):
-        if readme is not None and tables is None and page == TABLES:
-            continue  # a README given alone (tests): its tables page is not touched
-        before, old, after = split(page.read_text())
+    for path, start, end, new in jobs:
+        before, old, after = split(path.read_text(), start, end)
         text = new()
         if not check and text != old:
-            page.write_text(f"{before}{START}\n{text}\n{END}{after}")
+            path.write_text(f"{before}{start}\n{text}\n{end}{after}")
         fresh = fresh and text == old
     return fresh
 
