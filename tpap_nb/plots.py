@@ -15,6 +15,7 @@ import torch
 from .config import REPO, figures_root, get_device
 from .runtime import runtime_for
 
+STATUS_GID = "tpap-status"  # the status line save_figure writes under a figure
 PALETTE = {"clean": "#1b9e77", "fgsm": "#d95f02", "pgd20": "#7570b3", "tpap": "#e7298a"}
 LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd20": "PGD-20"}
 
@@ -46,7 +47,8 @@ def device_name(device=None) -> str:
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({n} thread{'' if n == 1 else 's'})"
 
 
 class Saved(dict):
@@ -75,8 +77,7 @@ def save_figure(fig, name: str, cfg: Mapping | None = None, pdf: bool = False, d
     cfg = cfg or {}
     status = cfg.get("status")  # config.PROFILE_STATUS, resolved by get_profile
     if status:  # a profile that is not what its settings suggest says so on the image, below everything else
-        fig.text(0.005, 0, f"profile {cfg['profile']}: {status}", fontsize=7, color="0.3", va="top",
-                 transform=fig.transFigure)
+        status_line(fig, f"profile {cfg['profile']}: {status}")
     # bbox_inches="tight" grows the saved image to hold whatever lies outside the axes (the status line included)
     fig.savefig(out / f"{name}.png", bbox_inches="tight")
     if pdf:
@@ -96,12 +97,33 @@ def save_figure(fig, name: str, cfg: Mapping | None = None, pdf: bool = False, d
     return saved
 
 
+def status_line(fig, text: str, pad_points: float = 6.0):
+    """Write `text` under everything `fig` draws (x labels, tick labels, legends below the axes), left-aligned
+    with it, after the figure's layout has run; bbox_inches="tight" then grows the image to hold it. A line
+    written before is replaced."""
+    for old in [t for t in fig.texts if t.get_gid() == STATUS_GID]:
+        old.remove()
+    fig.canvas.draw()  # runs the layout engine (constrained layout) so the extents below are final
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, figure origin
+    width, height = fig.get_size_inches()
+    return fig.text(box.x0 / width, (box.y0 - pad_points / 72) / height, text, fontsize=7, color="0.3",
+                    ha="left", va="top", gid=STATUS_GID, transform=fig.transFigure)
+
+
+def integer_epochs(ax) -> None:
+    """Epochs are whole numbers: no 2.5 on an epoch axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_history(history: list[dict], title: str = ""):
-    """Fig. 1 / Fig. 4: train and test accuracy per epoch on clean, FGSM and PGD-20 inputs (+ TPAP)."""
+    """Fig. 1 / Fig. 4: train and test accuracy per epoch on clean, FGSM and PGD-20 inputs (+ TPAP); constrained
+    layout keeps the suptitle off the panel titles, epochs are integer ticks."""
     rows = [h for h in history if "test_clean" in h]
     ep = [h["epoch"] for h in rows]
     held = rows[-1].get("eval_split", "test") if rows else "test"  # a trial's history: its held-out validation images
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), sharey=True, layout="constrained")
     for ax, prefix, sub in zip(axes, ("train", "test", "tpap"),
                                ("train set (bare model)", f"{held} set (bare model)", f"{held} set, TPAP-purified")):
         for kind in ("clean", "fgsm", "pgd20"):
@@ -109,6 +131,7 @@ def plot_history(history: list[dict], title: str = ""):
                     color=PALETTE[kind], label=LABELS[kind])
         ax.set_title(sub)
         ax.set_xlabel("epoch")
+        integer_epochs(ax)
     axes[0].set_ylabel("accuracy (%)")
     axes[0].set_ylim(-2, 102)
     axes[0].legend(loc="lower right")
@@ -181,7 +204,6 @@ def plot_fig5(records, pairs=FIG5_PAIRS, title: str = ""):
     """
     import pandas as pd
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
 
     df = pd.DataFrame(records)
     panels = list(dict.fromkeys(df["panel"]))
@@ -198,7 +220,7 @@ def plot_fig5(records, pairs=FIG5_PAIRS, title: str = ""):
                 ax.plot(run.epoch, run[solid], color=color, ls="-", marker="o", ms=3.5)
                 ax.plot(run.epoch, run[dashed], color=color, ls="--", marker="s", ms=3.5, mfc="white")
             ax.set_ylim(-3, 103)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            integer_epochs(ax)
             if i == 0:
                 ax.set_title(name, fontsize=9)
             if i == len(panels) - 1:
