@@ -45,7 +45,7 @@ def within(r: dict | None) -> str:
     """'within the uncertainty (n = 100; +2.0 points (95 % CI ...))' for an undecided comparison."""
     if r is None:
         return "within the uncertainty (n not given)"
-    how = "" if r.get("pairing") == "per image" else "; images unpaired in the records: least favourable pairing"
+    how = "; images unpaired in the records: least favourable pairing" if "counts" in r.get("pairing", "") else ""
     return f"within the uncertainty (n = {r['n']:,}; {diff_text(r)}{how})"
 
 
