@@ -154,17 +154,18 @@ def test_accuracy_grid_and_heatmap_mark_what_was_not_run():
 def test_table_sentences_follow_the_numbers():
     bare, pur = {"clean": 90.0, "fgsm": 80.0, "pgd20": 1.0}, {"clean": 88.0, "fgsm": 60.0, "pgd20": 70.0}
     text = report.purification_sentence(bare, pur, {"without purification": {"pgd20": 0.18},
-                                                    "with purification": {"pgd20": 79.06}})
-    assert "pgd20 1.0 -> 70.0 % (+69.0 points; paper 0.2 -> 79.1, +78.9)" in text
-    assert "helps on pgd20 and costs on clean, fgsm" in text
-    recs = lambda t: [{"attack": "pgd20", "acc_tpap": t, "acc_bare": 0.0}]  # noqa: E731
+                                                    "with purification": {"pgd20": 79.06}}, n=100)
+    assert "pgd20 1.0 % (0.2-5.4) -> 70.0 % (60.4-78.1) (+69.0 points, 95 % CI" in text
+    assert "paper 0.2 -> 79.1, +78.9)" in text
+    assert "helps on pgd20 and costs on fgsm here; on clean the change is within the uncertainty" in text
+    recs = lambda t: [{"attack": "pgd20", "acc_tpap": t, "acc_bare": 0.0, "n": 500}]  # noqa: E731
     paper = {"FGSM": {"pgd20": 79.0}, "PGD-10": {"pgd20": 42.0}}
     same = report.table7_sentence({"FGSM": recs(60.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
-    assert "FGSM (60.0 %" in same and "(ours agrees)" in same
+    assert "FGSM 60.0 %" in same and "(ours agrees where it decides)" in same
     other = report.table7_sentence({"FGSM": recs(20.0), "PGD-5": recs(30.0)}, paper, {"PGD-5": "PGD-10"})
     assert "ours differs: PGD-5 above FGSM" in other
-    assert "up to ties" in report.table7_sentence({"FGSM": recs(30.0), "PGD-5": recs(30.0)}, paper,
-                                                  {"PGD-5": "PGD-10"})
+    assert "neither agrees nor differs" in report.table7_sentence({"FGSM": recs(30.0), "PGD-5": recs(30.0)}, paper,
+                                                                  {"PGD-5": "PGD-10"})
     ok = [{"check": "a", "passed": True}, {"check": "b", "passed": True}]
     assert report.checks_sentence(ok).startswith("All 2 sanity checks pass")
     assert report.checks_sentence(ok + [{"check": "c", "passed": False}]).startswith("1 of 3 sanity checks fail (c)")
@@ -175,10 +176,11 @@ def test_differences_are_rendered_from_the_run():
     records = [{"attack": "fgsm", "acc_tpap": 40.0, "acc_bare": 80.0},
                {"attack": "pgd20", "acc_tpap": 70.0, "acc_bare": 3.0}]
     text = report.table2_differences(cfg, records, {"tpap": 0.9, "bare": 0.92}, {"clean": 86.25, "fgsm": 61.41,
-                                                                          "pgd20": 79.06}, 32)
+                                                                          "pgd20": 79.06}, 100)
     assert "`small_cnn` on `digits`" in text and "not comparable" in text
-    assert "loses 50.0 points here and 24.8 in the paper (more here)" in text
-    assert "keeps 3.0 % and TPAP 70.0 % here; the paper reports 79.1 %" in text
+    assert "loses 50.0 points here (95 % CI 35.5 to 61.6) and 24.8 in the paper (more here)" in text
+    assert "keeps 3.0 % (95 % CI 1.0-8.5, n = 100) and TPAP 70.0 % (95 % CI 60.4-78.1, n = 100) here" in text
+    assert "the paper reports 79.1 % for TPAP (above our interval)" in text
     paper_cfg = tp.get_profile("paper")
     assert "The setups match" in report.table2_differences(paper_cfg, records, {"tpap": 0.9}, {}, 10)
 

@@ -106,3 +106,48 @@ def compare_sentence(a, b, name_a: str, name_b: str, level: float = 0.95) -> str
     if not r["decided"]:
         return f"{name_a} and {name_b} do not differ at n = {_n(r['n'])} ({both})"
     return f"{name_a} {'above' if r['diff'] > 0 else 'below'} {name_b} ({both}, n = {_n(r['n'])})"
+
+
+def paired_counts(k_a: int, k_b: int, n: int, level: float = 0.95) -> dict:
+    """Two accuracies on the same n images known only by their counts: `paired` under the least favourable pairing.
+
+    Without the per-image verdicts the discordant images are unknown; the pairing with the most of them (as many
+    images right for one and wrong for the other as the counts allow) gives the widest Newcombe interval and the
+    largest McNemar p, so a difference `decided` here is decided whatever the pairing was.
+    """
+    k_a, n = _count(k_a, n)
+    k_b, _ = _count(k_b, n)
+    both = max(0, k_a + k_b - n)
+    a = np.zeros(n, bool)
+    b = np.zeros(n, bool)
+    a[:k_a] = True  # a right on the first k_a images, b on the last k_b: overlap only where the counts force it
+    b[n - k_b:] = True
+    assert int((a & b).sum()) == both
+    return paired(a, b, level) | {"pairing": "least favourable (counts only)"}
+
+
+def count_of(acc_pct: float, n: int) -> int:
+    """The number of images behind an accuracy in % on n images (records store %, tables round it to 0.01)."""
+    k = round(float(acc_pct) * int(n) / 100)
+    if abs(100 * k / n - acc_pct) > min(0.0051, 100 / (2 * n)):
+        raise ValueError(f"{acc_pct} % is not a count of {n} images: is n the number of images it was measured on?")
+    return int(k)
+
+
+def compare(a, b, n: int | None = None, level: float = 0.95) -> dict:
+    """`paired` on per-image verdicts when both a and b are verdicts, else `paired_counts` on accuracies in % of n."""
+    if n is None or not np.isscalar(a) or not np.isscalar(b):
+        return paired(a, b, level) | {"pairing": "per image"}
+    return paired_counts(count_of(a, n), count_of(b, n), n, level)
+
+
+def pack_verdicts(v) -> str:
+    """Per-image verdicts as a short JSON-safe string ('n:hex' of the packed bits), for a record."""
+    v = _verdicts(v)
+    return f"{v.size}:{np.packbits(v).tobytes().hex()}"
+
+
+def unpack_verdicts(s: str) -> np.ndarray:
+    """The inverse of `pack_verdicts`."""
+    n, hexbits = s.split(":", 1)
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), np.uint8))[:int(n)].astype(bool)

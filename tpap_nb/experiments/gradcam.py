@@ -120,6 +120,66 @@ def deepest_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, tuple
     return spatial[-1]
 
 
+def conv_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, int]]]:
+    """(dotted name, output h x w) of every conv layer and every block built of them, in the order their outputs
+    are computed, probed with forward hooks on one image; a block that hands on its last child's tensor unchanged
+    (a residual stage ending in its last block) is listed once, under the child's name."""
+    seen, out = [], []  # the outputs are kept alive while probing, so no two of them share an id
+
+    def keep(name):
+        def hook(module, inputs, output):
+            if torch.is_tensor(output) and output.dim() == 4 and not any(output is t for t in seen):
+                seen.append(output)
+                out.append((name, tuple(output.shape[-2:])))
+        return hook
+
+    candidates = [(n, m) for n, m in model.named_modules()
+                  if n and any(isinstance(c, nn.Conv2d) for c in m.modules())]
+    hooks = [m.register_forward_hook(keep(n)) for n, m in candidates]
+    try:
+        predict(model, x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def gradcam_layer(model: nn.Module, x: torch.Tensor, min_side: int = 4) -> tuple[str, int]:
+    """Fig. 6's Grad-CAM layer: (dotted name, map side) of the deepest conv layer or block whose map is still at
+    least `min_side` cells on a side; when none is, the highest-resolution one (the deepest of those)."""
+    maps = conv_maps(model, x)
+    if not maps:
+        raise ValueError(f"{type(model).__name__} has no conv layer with a spatial map on these inputs; "
+                         "Grad-CAM needs one.")
+    sides = [(name, min(hw)) for name, hw in maps]
+    fine = [t for t in sides if t[1] >= min_side]
+    if fine:
+        return fine[-1]
+    best = max(side for _, side in sides)
+    return [t for t in sides if t[1] == best][-1]
+
+
+def layer_choice_note(model: nn.Module, x: torch.Tensor, layer_name: str) -> str:
+    """One sentence: which layer Grad-CAM reads, its map size against the input size, what that resolution allows."""
+    maps = dict(conv_maps(model, x))
+    if layer_name not in maps:
+        raise ValueError(f"{layer_name!r} is not a conv layer or block of this model on these inputs; "
+                         f"candidates: {list(maps)[-8:]}.")
+    (h, w), (H, W) = maps[layer_name], tuple(x.shape[-2:])
+    deepest_name, (dh, dw) = list(maps.items())[-1]
+    cell = f"{H / h:.3g}x{W / w:.3g}"
+    text = (f"Grad-CAM reads `{layer_name}`, whose {h}x{w} map on {H}x{W} inputs gives one cell per {cell} pixels"
+            + (f" (the deepest conv block, `{deepest_name}`, has only {dh}x{dw})" if deepest_name != layer_name
+               else ""))
+    if min(h, w) >= 4:
+        text += (f": enough to say which part of the image ({h * w} cells) carries the evidence and to compare "
+                 "maps cell by cell, not to trace an outline finer than a cell.")
+    else:
+        text += (f": {h * w} cells say only roughly where (which half or quarter), so correlations between maps "
+                 "are all it supports; object vs background, outline vs interior are beyond it.")
+    return text
+
+
 def resolution_note(layer_hw: tuple[int, int], image_hw: tuple[int, int], layer_name: str = "") -> str:
     """What maps of a `layer_hw` layer on `image_hw` images can and cannot show, in words."""
     (h, w), (H, W) = layer_hw, image_hw
@@ -242,12 +302,15 @@ def fig6_attention(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
 
     The attack is crafted on the bare model (the paper's protocol); each map explains the class
     the model predicts for that input. Returns {'inputs', 'cam', 'y_pred', 'conf'} keyed by
-    FIG6_COLUMNS, and 'layer_hw'. Maps are `gradcam_maps`'s (one scale for all, `upsample` to the image).
+    FIG6_COLUMNS, and 'layer_hw'. Maps are `gradcam_maps`'s (one scale for all, `upsample` to the image), at
+    `layer` (default: `gradcam_layer`, the deepest conv map at least 4 cells on a side).
     """
     from tqdm.auto import tqdm
 
     # the registry's pgd20 (the kit's one PGD-20; pass the profile's `pgd20_step` and seed)
     x_pgd = build_attack("pgd20", model, eps=eps, alpha=alpha, steps=steps, seed=seed)(x, y)
+    if layer is None:  # Fig. 6's layer: the deepest conv map still 4 cells on a side
+        layer = find_layer(model, gradcam_layer(model, x)[0])
     inputs = {"x_c": x, "x_pgd20": x_pgd, "x_c.pur": purify(model, x, xi), "x_pgd20.pur": purify(model, x_pgd, xi)}
     out = {"inputs": inputs, "cam": {}, "y_pred": {}, "conf": {}, "layer_hw": None}
     for name, xin in tqdm(inputs.items(), desc=desc, total=len(inputs), disable=not progress):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from ..attacks.base import fgsm, pgd
 from ..attacks.registry import TABLE2_ATTACKS, attack_info, attack_label
-from ..evaluate import pgd20_attack, predict, robust_accuracy
+from ..evaluate import pgd20_attack, predict, robust_accuracy, robust_predictions
 from ..purify import purify
 
 # ----------------------------------------------------------------------------- Tab. 2 / 6 / 7
@@ -34,7 +34,8 @@ def side_by_side(ours: dict[str, dict], paper: dict[str, dict], columns):
 
 
 def ablation(model, x, y, cfg: Mapping) -> list[dict]:
-    """Tab. 6: purification off/on x {clean, FGSM, PGD-20}, as tidy records (accuracy in %).
+    """Tab. 6: purification off/on x {clean, FGSM, PGD-20}, as tidy records (accuracy in %, n, and the per-image
+    verdicts under '_correct', so `report.table6_sentence` can test each change on the same images).
 
     PGD-20 is the kit's one PGD-20 (`evaluate.pgd20_attack`: the registry's `pgd20` on cfg).
     """
@@ -42,9 +43,9 @@ def ablation(model, x, y, cfg: Mapping) -> list[dict]:
     attacks = {"clean": None, "fgsm": lambda a, b: fgsm(model, a, b, eps), "pgd20": pgd20_attack(model, cfg)}
     rows = []
     for name, atk in attacks.items():
-        acc = robust_accuracy(model, x, y, atk, xi=xi)
-        rows += [{"attack": name, "purification": False, "accuracy": 100 * acc["bare"], "n": len(y)},
-                 {"attack": name, "purification": True, "accuracy": 100 * acc["tpap"], "n": len(y)}]
+        correct = robust_predictions(model, x, y, atk, xi=xi)
+        rows += [{"attack": name, "purification": side == "tpap", "accuracy": 100 * correct[side].float().mean().item(),
+                  "n": len(y), "_correct": correct[side].cpu()} for side in ("bare", "tpap")]
     return rows
 
 

@@ -17,12 +17,14 @@ adaptive        the adaptive-attack verdict and its sanity checks             07
 """
 from .adaptive import adaptive_sanity_sentence, adaptive_verdict
 from .benchmark import (
+                        above_clean_sentence,
                         checks_sentence,
                         fig5_leaking_sentence,
                         fig5_overfitting_sentence,
                         minimal_norm_sentence,
                         purification_sentence,
                         table2_differences,
+                        table6_sentence,
                         table7_sentence,
 )
 from .cost import hand_count_sentence, ratio_sentence
@@ -50,4 +52,5 @@ __all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentenc
            "fig5_overfitting_sentence", "fig7_sentence", "hand_count_sentence", "join", "minimal_norm_sentence", "move",
            "overfitting_verdict", "paper_claim", "paper_pattern", "pct", "percent", "points", "purification_sentence",
            "radius", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence", "recovered_title",
-           "table2_differences", "table7_sentence", "tour_verdict", "xi_sweep_sentence"]
+           "table2_differences", "table7_sentence", "tour_verdict", "xi_sweep_sentence",
+           "above_clean_sentence", "table6_sentence"]

@@ -11,7 +11,54 @@ from collections.abc import Mapping
 from ..attacks.registry import UNBOUNDED
 from ..config import PAPER_EPS
 from ..experiments.fig5 import label_leaking
+from ..stats import compare, count_of, diff_text, pct_ci, unpack_verdicts, wilson
 from ..train import robust_overfitting_test
+
+# ----------------------------------------------------------------------------- numbers with their uncertainty
+
+
+def verdicts_of(record: Mapping, side: str):
+    """A record's per-image verdicts for `side` ("bare" or "tpap") when it carries them ('_tpap' tensors, as
+    `experiments.precision` keeps them, or 'correct_tpap' strings of `stats.pack_verdicts`), else None."""
+    v = record.get(f"_{side}")
+    if v is None and record.get(f"correct_{side}"):
+        v = unpack_verdicts(record[f"correct_{side}"])
+    return v
+
+
+def acc_text(acc: float, n: int | None, short: bool = False) -> str:
+    """An accuracy in % with its Wilson 95 % interval and n: '61.0 % (95 % CI 51.2-70.0, n = 100)'."""
+    if not n:
+        return f"{acc:.1f} % (n not given: no interval)"
+    return pct_ci(count_of(acc, n), n, short=short)
+
+
+def comparison(acc_a: float, acc_b: float, n: int | None, va=None, vb=None) -> dict | None:
+    """`stats.compare` of two accuracies on the same n images: per image when both verdicts are given, else from
+    the counts under the least favourable pairing; None when n is unknown (nothing can be decided)."""
+    if va is not None and vb is not None:
+        return compare(va, vb)
+    return compare(acc_a, acc_b, n) if n else None
+
+
+def within(r: dict | None) -> str:
+    """'within the uncertainty (n = 100; +2.0 points (95 % CI ...))' for an undecided comparison."""
+    if r is None:
+        return "within the uncertainty (n not given)"
+    how = "; images unpaired in the records: least favourable pairing" if "counts" in r.get("pairing", "") else ""
+    return f"within the uncertainty (n = {r['n']:,}; {diff_text(r)}{how})"
+
+
+def compare_words(r: dict | None, name_a: str, name_b: str) -> str:
+    """'A above B by +5.0 points (95 % CI ...)' only when the paired test decides, else 'A and B within the
+    uncertainty (n = ...)'."""
+    if r is None or not r["decided"]:
+        return f"{name_a} and {name_b} {within(r)}"
+    return f"{name_a} {'above' if r['diff'] > 0 else 'below'} {name_b} by {diff_text(r)}"
+
+
+def _n(records, n=None):
+    return n or next((r.get("n") for r in records if r.get("n")), None)
 
 
 def table2_differences(cfg: Mapping, records: list[dict], clean: dict, paper: dict, n: int,
@@ -30,72 +77,120 @@ def table2_differences(cfg: Mapping, records: list[dict], clean: dict, paper: di
                 if same_setup else "Absolute numbers are not comparable, only the pattern of each row.")]
     lines.append(f"- **xi.** The paper fixes xi = eps; this run purifies with xi = {xi:.3g} ({xi / eps:.2g} eps)"
                  + ("." if abs(xi - eps) < 1e-9 else ": the README's section on the profile says how it was chosen."))
+    clean_tpap = 100 * clean["tpap"]
     if "fgsm" in by and "fgsm" in paper:
-        ours_drop = 100 * clean["tpap"] - by["fgsm"]["acc_tpap"]
+        r = by["fgsm"]
+        drop = comparison(clean_tpap, r["acc_tpap"], n)
         paper_drop = paper["clean"] - paper["fgsm"]
-        text = (f"- **FGSM column.** From clean to FGSM, TPAP loses {ours_drop:.1f} points here and "
-                f"{paper_drop:.1f} in the paper ({'more' if ours_drop > paper_drop else 'fewer'} here): "
-                "purifying a correctly classified FGSM input pushes it further along the attack (Sec. 4.3's "
-                "limitation, notebook 02).")
-        star = {r["attack"]: r for r in star_records or []}
+        text = (f"- **FGSM column.** From clean ({acc_text(clean_tpap, n)}) to FGSM ({acc_text(r['acc_tpap'], n)}), "
+                f"TPAP loses {clean_tpap - r['acc_tpap']:.1f} points here")
+        if drop is None:
+            text += f" and {paper_drop:.1f} in the paper"
+        else:
+            text += (f" (95 % CI {drop['low']:.1f} to {drop['high']:.1f}) and {paper_drop:.1f} in the paper ("
+                     + ("more here" if drop["low"] > paper_drop else "fewer here" if drop["high"] < paper_drop
+                        else f"the paper's drop is within the uncertainty of ours, n = {n:,}") + ")")
+        text += (": purifying a correctly classified FGSM input pushes it further along the attack (Sec. 4.3's "
+                 "limitation, notebook 02).")
+        star = {s["attack"]: s for s in star_records or []}
         if "fgsm" in star:
-            better = star["fgsm"]["acc_tpap"] > by["fgsm"]["acc_tpap"]
-            text += (f" TPAP*, the paper's remedy, scores {star['fgsm']['acc_tpap']:.1f} % under FGSM against "
-                     f"TPAP's {by['fgsm']['acc_tpap']:.1f} % "
-                     f"({'the remedy works here' if better else 'no gain here'}).")
+            t = star["fgsm"]
+            c = comparison(t["acc_tpap"], r["acc_tpap"], n, verdicts_of(t, "tpap"), verdicts_of(r, "tpap"))
+            decided = c is not None and c["decided"]
+            verdict = ("the remedy works here" if decided and c["diff"] > 0 else "the remedy costs here" if decided
+                       else f"no gain: {within(c)}")
+            text += (f" TPAP*, the paper's remedy, scores {acc_text(t['acc_tpap'], n, short=True)} under FGSM against "
+                     f"TPAP's {acc_text(r['acc_tpap'], n, short=True)} ({verdict}).")
         lines.append(text)
     if "pgd20" in by and "pgd20" in paper:
         r = by["pgd20"]
-        lines.append(f"- **PGD-20 column.** The bare FGSM-RO model keeps {r['acc_bare']:.1f} % and TPAP "
-                     f"{r['acc_tpap']:.1f} % here; the paper reports {paper['pgd20']:.1f} % for TPAP.")
+        text = (f"- **PGD-20 column.** The bare FGSM-RO model keeps {acc_text(r['acc_bare'], n)} and TPAP "
+                f"{acc_text(r['acc_tpap'], n)} here; the paper reports {paper['pgd20']:.1f} % for TPAP")
+        if n:
+            low, high = (100 * v for v in wilson(count_of(r["acc_tpap"], n), n))
+            text += (" (inside our interval)" if low <= paper["pgd20"] <= high else
+                     f" ({'above' if paper['pgd20'] > high else 'below'} our interval)")
+        lines.append(text + ".")
     return "\n".join(lines)
 
 
-def purification_sentence(bare: dict, purified: dict, paper: dict | None = None) -> str:
-    """Tab. 6 in words: how many points purification adds (or costs) per column, ours and the paper's.
+def purification_sentence(bare: dict, purified: dict, paper: dict | None = None, n: int | None = None,
+                          verdicts: dict | None = None) -> str:
+    """Tab. 6 in words: per column, accuracy without and with purification (each with n and its 95 % interval) and
+    whether purification helps or costs beyond the uncertainty (a paired test on the same images), ours and the
+    paper's.
 
-    bare / purified: {column: accuracy %} without and with purification; paper: TABLE6-shaped
-    {"without purification": {...}, "with purification": {...}}.
+    bare / purified: {column: accuracy %} without and with purification; n: the number of test images behind
+    them; verdicts: {column: (bare verdicts, purified verdicts)} per image when known (else the counts decide
+    under the least favourable pairing); paper: TABLE6-shaped {"without purification": {...}, "with
+    purification": {...}}.
     """
-    parts = []
+    parts, gains, losses, undecided = [], [], [], []
     for col in purified:
         if col not in bare:
             continue
         change = purified[col] - bare[col]
-        text = f"{col} {bare[col]:.1f} -> {purified[col]:.1f} % ({change:+.1f} points"
+        v_bare, v_pur = (verdicts or {}).get(col, (None, None))
+        r = comparison(purified[col], bare[col], n, v_pur, v_bare)
+        text = (f"{col} {acc_text(bare[col], n, short=True)} -> {acc_text(purified[col], n, short=True)} "
+                f"({change:+.1f} points" + (f", 95 % CI {r['low']:.1f} to {r['high']:.1f}" if r else ""))
         if paper and col in paper.get("without purification", {}):
             p0, p1 = paper["without purification"][col], paper["with purification"][col]
             text += f"; paper {p0:.1f} -> {p1:.1f}, {p1 - p0:+.1f}"
         parts.append(text + ")")
-    gains = [c for c in purified if c in bare and purified[c] > bare[c]]
-    losses = [c for c in purified if c in bare and purified[c] < bare[c]]
-    tail = (f" Purification helps on {', '.join(gains) or 'no column'} and costs on {', '.join(losses) or 'no column'} "
-            "here.")
-    return "Without -> with purification: " + "; ".join(parts) + "." + tail
+        (undecided if r is None or not r["decided"] else gains if r["diff"] > 0 else losses).append(col)
+    head = f"On n = {n:,} test images, without" if n else "Without"
+    tail = (f" Beyond the uncertainty (paired test on the same images), purification helps on "
+            f"{', '.join(gains) or 'no column'} and costs on {', '.join(losses) or 'no column'} here")
+    tail += f"; on {', '.join(undecided)} the change is within the uncertainty (n = {n or 'not given'})." if undecided \
+        else "."
+    return head + " -> with purification: " + "; ".join(parts) + "." + tail
+
+
+def table6_sentence(records: list[dict], paper: dict | None = None) -> str:
+    """Tab. 6 in words from `tables.ablation` rows (accuracy %, n, and per-image verdicts under '_correct')."""
+    acc = {(r["attack"], bool(r["purification"])): r for r in records}
+    attacks = [a for a in dict.fromkeys(r["attack"] for r in records) if (a, False) in acc and (a, True) in acc]
+    return purification_sentence({a: acc[a, False]["accuracy"] for a in attacks},
+                                 {a: acc[a, True]["accuracy"] for a in attacks}, paper, _n(records),
+                                 {a: (acc[a, False].get("_correct"), acc[a, True].get("_correct")) for a in attacks})
 
 
 def table7_sentence(records: dict[str, list[dict]], paper: dict | None = None,
                     paper_names: dict[str, str] | None = None, attack: str = "pgd20") -> str:
-    """Tab. 7 in words: the training attacks ranked by TPAP's accuracy under `attack`, ours beside the paper's order."""
+    """Tab. 7 in words: the training attacks by TPAP's accuracy under `attack` (each with n and its 95 % interval),
+    which pairs differ beyond the uncertainty (a paired test on the same images), ours beside the paper's order."""
     ours = {name: {r["attack"]: r for r in recs}[attack] for name, recs in records.items()
             if any(r["attack"] == attack for r in recs)}
     if not ours:
         return f"No record of `{attack}` in these Tab. 7 rows."
     ranked = sorted(ours, key=lambda n: -ours[n]["acc_tpap"])
-    text = (f"With purification, accuracy under `{attack}` ranks the training attacks "
-            + ", ".join(f"{n} ({ours[n]['acc_tpap']:.1f} %, bare {ours[n]['acc_bare']:.1f} %)" for n in ranked))
+    n = _n(ours.values())
+    text = (f"With purification, accuracy under `{attack}` (n = {n or 'not given'}) is "
+            + ", ".join(f"{k} {acc_text(ours[k]['acc_tpap'], n, short=True)} (bare {ours[k]['acc_bare']:.1f} %)"
+                        for k in ranked))
+    cmp = {(a, b): comparison(ours[a]["acc_tpap"], ours[b]["acc_tpap"], n, verdicts_of(ours[a], "tpap"),
+                              verdicts_of(ours[b], "tpap")) for i, a in enumerate(ranked) for b in ranked[i + 1:]}
+    above = [p for p, r in cmp.items() if r and r["decided"] and r["diff"] > 0]
+    text += ("; beyond the uncertainty " + ", ".join(f"{a} above {b}" for a, b in above) if above else
+             "; no two of them differ beyond the uncertainty")
+    rest = [p for p in cmp if p not in above]
+    if above and rest:
+        text += f" (the other pairs are within the uncertainty, n = {n or 'not given'})"
     if paper:
         names = paper_names or {}
-        ref = {n: names.get(n, n) for n in ranked if names.get(n, n) in paper and attack in paper[names.get(n, n)]}
+        ref = {k: names.get(k, k) for k in ranked if names.get(k, k) in paper and attack in paper[names.get(k, k)]}
         if ref:
-            order = sorted(ref, key=lambda n: -paper[ref[n]][attack])
-            # the orders disagree where a pair is ranked strictly the other way round (a tie disagrees with nothing)
-            swapped = [(a, b) for a in ref for b in ref
-                       if ours[a]["acc_tpap"] > ours[b]["acc_tpap"] and paper[ref[a]][attack] < paper[ref[b]][attack]]
-            text += (f"; the paper's order is {', '.join(ref[n] for n in order)}"
-                     + (" (ours agrees" + (", up to ties)" if len({ours[n]['acc_tpap'] for n in ref}) < len(ref)
-                                           else ")") if not swapped else
-                        f" (ours differs: {', '.join(f'{a} above {b}' for a, b in swapped)})"))
+            order = sorted(ref, key=lambda k: -paper[ref[k]][attack])
+            # the orders disagree where ours decides a pair the other way round from the paper
+            theirs = {k: paper[ref[k]][attack] for k in ref}
+            swapped = [(a, b) for a, b in above if a in ref and b in ref and theirs[a] < theirs[b]]
+            agree = [(a, b) for a, b in above if a in ref and b in ref and theirs[a] > theirs[b]]
+            text += (f"; the paper's order is {', '.join(ref[k] for k in order)}"
+                     + (f" (ours differs: {', '.join(f'{a} above {b}' for a, b in swapped)})" if swapped else
+                        " (ours agrees where it decides" + (", up to pairs within the uncertainty)"
+                                                             if len(agree) < len(ref) * (len(ref) - 1) // 2 else ")")
+                        if agree else " (ours decides no pair, so it neither agrees nor differs)"))
     return text + "."
 
 
@@ -123,9 +218,12 @@ def minimal_norm_sentence(records: list[dict], clean_tpap: float) -> str:
         if attack not in by:
             continue
         r = by[attack]
+        c = comparison(r["acc_tpap"], clean_tpap, r.get("n"))
+        where = ("above" if c and c["decided"] and c["diff"] > 0 else "not above" if r["acc_tpap"] <= clean_tpap
+                 else "within the uncertainty of")
         text = (f"under `{attack}` the bare model keeps {r['acc_bare']:.1f} %, the attack returned "
                 f"{r.get('unchanged', float('nan')):.1f} % of the inputs unchanged, and TPAP scores "
-                f"{r['acc_tpap']:.1f} % ({'above' if r['acc_tpap'] > clean_tpap else 'not above'} its clean "
+                f"{acc_text(r['acc_tpap'], r.get('n'), short=True)} ({where} its clean "
                 f"{clean_tpap:.1f} %")
         if r.get("acc_tpap_changed") is not None:
             text += f"; on the inputs the attack did move TPAP is right on {r['acc_tpap_changed']:.1f} %"
@@ -138,7 +236,7 @@ def minimal_norm_sentence(records: list[dict], clean_tpap: float) -> str:
     if not parts:
         return "No unbounded minimal-norm attack (cw2, ddn, sta) in these records."
     n = records[0]["n"]
-    above = [a for a in UNBOUNDED if a in by and by[a]["acc_tpap"] > clean_tpap]
+    above = [r["attack"] for r in above_clean([by[a] for a in UNBOUNDED if a in by], clean_tpap)]
     head = (f"On these {n} test images, " + "; ".join(parts) + ". ")
     tail = ("An unbounded minimal-norm attack stops just across the decision boundary, and purification's "
             "step away from that barely-wrong label lands back on the true one, so "
@@ -148,6 +246,59 @@ def minimal_norm_sentence(records: list[dict], clean_tpap: float) -> str:
             + "The budgeted columns ask the robustness question: is there an adversarial input within the "
             "budget?")
     return head + tail
+
+
+def budget_of(record: Mapping) -> str:
+    """The budget an attack ran with, from its record's label: 'eps 8/255', 'L2 <= 0.5', 'flow <= 1 px', 'unbounded'."""
+    label = record.get("label") or ""
+    inner = label[label.find("(") + 1:label.rfind(")")] if "(" in label else ""
+    kept = [p for p in inner.split(", ") if p.startswith(("eps ", "L2 <=", "flow <=", "unbounded"))]
+    return ", ".join(kept) or "budget not in the record's label"
+
+
+def above_clean(records: list[dict], clean_tpap: float | None = None, clean_verdicts=None) -> list[dict]:
+    """The attack columns where TPAP's accuracy exceeds TPAP's own clean accuracy beyond the uncertainty: per
+    record the paired comparison (attack vs clean, same images) and the budget it ran with.
+
+    clean_tpap: TPAP's clean accuracy in % (default: each record's 'acc_tpap_clean'); clean_verdicts: TPAP's
+    per-image verdicts on the clean images, used with a record's own verdicts when both are known.
+    """
+    out = []
+    for r in records:
+        clean = clean_tpap if clean_tpap is not None else r.get("acc_tpap_clean")
+        if clean is None or r["acc_tpap"] <= clean:
+            continue
+        c = comparison(r["acc_tpap"], clean, r.get("n"), verdicts_of(r, "tpap"), clean_verdicts)
+        if c and c["decided"]:
+            out.append({"attack": r["attack"], "acc_tpap": r["acc_tpap"], "clean": clean, "n": r["n"],
+                        "budget": budget_of(r), "comparison": c})
+    return out
+
+
+def above_clean_sentence(records: list[dict], clean_tpap: float | None = None, clean_verdicts=None) -> str:
+    """Flags every attack column where TPAP scores above its own clean accuracy beyond the uncertainty, and says why
+    that is a failed attack, not help: the attack was crafted on the bare network and purification moves the example."""
+    rows = above_clean(records, clean_tpap, clean_verdicts)
+    if not rows:
+        n = _n(records)
+        return ("Under no attack does TPAP score above its own clean accuracy beyond the uncertainty "
+                f"(paired test on the same {n or 'unknown number of'} images).")
+    parts = [f"`{r['attack']}` ({r['budget']}): {acc_text(r['acc_tpap'], r['n'], short=True)} against clean "
+             f"{acc_text(r['clean'], r['n'], short=True)}, {diff_text(r['comparison'])}" for r in rows]
+    unbounded = [r["attack"] for r in rows if r["attack"] in UNBOUNDED]
+    text = (f"**TPAP scores above its own clean accuracy** (n = {rows[0]['n']:,}) under " + "; ".join(parts) + ". "
+            "An attack is meant to lower accuracy, and each of these examples "
+            "was crafted on the bare network (the paper's protocol), and purification's step moves it again, so an "
+            "accuracy above clean means the attack failed against this pipeline, not that it helps. The attack "
+            "pushed the input to a place from which purification's step lands on the true label more often than "
+            "it does from the clean image, within the budget named beside each column.")
+    if unbounded:
+        text += (f" {', '.join(unbounded)} {'is' if len(unbounded) == 1 else 'are'} unbounded minimal-norm: "
+                 "they stop just across the bare network's boundary, where one purification step crosses back; "
+                 "their budgeted twins ask the robustness question.")
+    text += (" Whether an attack exists that succeeds against the whole pipeline is the question of the adaptive "
+             "attacks (notebook 07), not of this column.")
+    return text
 
 
 def _runs(records: list[dict]) -> dict:
