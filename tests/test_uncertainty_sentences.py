@@ -95,3 +95,24 @@ def test_ablation_rows_carry_verdicts_for_table6(ro_model, test_xy):
                for r in rows)
     text = report.table6_sentence(rows, TABLE6)
     assert "helps on pgd20" in text and f"On n = {len(test_xy[1])} test images" in text
+
+
+def test_run_attacks_records_carry_per_image_verdicts_that_match_their_accuracies(ro_model, test_xy):
+    """Tab. 2's comparisons are paired per image only when the records keep each image's verdict."""
+    import tpap_nb as tp
+    from tpap_nb.evaluate import run_attacks
+    from tpap_nb.report.benchmark import above_clean, verdicts_of
+    from tpap_nb.stats import unpack_verdicts
+
+    x, y = test_xy
+    x, y = x[:40], y[:40]
+    rec, = run_attacks(ro_model, x, y, ["fgsm"], 0.15, tp.get_profile("smoke"), progress=False)
+    for side, acc in (("bare", rec["acc_bare"]), ("tpap", rec["acc_tpap"]), ("tpap_clean", rec["acc_tpap_clean"])):
+        v = unpack_verdicts(rec[f"correct_{side}"])
+        assert v.shape == (40,) and 100 * v.mean() == pytest.approx(acc)
+        assert (verdicts_of(rec, side) == v).all()
+    # a record whose TPAP accuracy sits far above its clean accuracy is flagged, judged on the kept verdicts
+    fake = rec | {"acc_tpap": 100.0, "acc_tpap_clean": 50.0, "correct_tpap": tp.stats.pack_verdicts([True] * 40),
+                  "correct_tpap_clean": tp.stats.pack_verdicts([True] * 20 + [False] * 20)}
+    flagged, = above_clean([fake])
+    assert flagged["comparison"]["decided"]

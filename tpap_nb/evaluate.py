@@ -33,6 +33,7 @@ from .data import Dataset, to_float
 from .models import eval_mode
 from .purify import purify_with_pred
 from .runtime import Runtime, runtime_for
+from .stats import pack_verdicts
 
 AttackFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # attack(x, y) -> x_adv
 
@@ -277,7 +278,8 @@ def run_attacks(model, x, y, attacks, xi: float, cfg: Mapping, training: str = "
                "acc_tpap_changed": _pct(tpap[~same]) if (~same).any() else None,
                "acc_tpap_unchanged": _pct(tpap[same]) if same.any() else None,
                "seconds_attack": t_attack, "seconds_purify": seconds_purify, "precision": rt.attack_precision,
-               "code": code_digest()}
+               "correct_bare": pack_verdicts(bare.cpu()), "correct_tpap": pack_verdicts(tpap.cpu()),
+               "correct_tpap_clean": pack_verdicts(tpap_clean.cpu()), "code": code_digest()}
         out.append(rec)
         if what is not None:
             store.parent.mkdir(parents=True, exist_ok=True)

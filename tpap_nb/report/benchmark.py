@@ -268,7 +268,9 @@ def above_clean(records: list[dict], clean_tpap: float | None = None, clean_verd
         clean = clean_tpap if clean_tpap is not None else r.get("acc_tpap_clean")
         if clean is None or r["acc_tpap"] <= clean:
             continue
-        c = comparison(r["acc_tpap"], clean, r.get("n"), verdicts_of(r, "tpap"), clean_verdicts)
+        cv = clean_verdicts if clean_verdicts is not None else (
+            verdicts_of(r, "tpap_clean") if clean_tpap is None else None)  # run_attacks keeps them per record
+        c = comparison(r["acc_tpap"], clean, r.get("n"), verdicts_of(r, "tpap"), cv)
         if c and c["decided"]:
             out.append({"attack": r["attack"], "acc_tpap": r["acc_tpap"], "clean": clean, "n": r["n"],
                         "budget": budget_of(r), "comparison": c})
