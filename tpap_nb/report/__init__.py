@@ -27,7 +27,7 @@ from .benchmark import (
 )
 from .cost import hand_count_sentence, ratio_sentence
 from .features import fig7_sentence
-from .purification import NAMES, ablation_sentence, fgsm_limitation_sentence, xi_sweep_sentence
+from .purification import NAMES, ablation_sentence, fgsm_limitation_sentence, sweep_best, xi_sweep_sentence
 from .training import curves_verdict, overfitting_verdict, paper_claim, paper_pattern, recipe_sentence, tour_verdict
 from .words import (
                         SAME,
@@ -40,6 +40,7 @@ from .words import (
                         percent,
                         points,
                         radius,
+                        radius_in,
                         recovered_counts,
                         recovered_sentence,
                         recovered_title,
@@ -49,5 +50,6 @@ __all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentenc
            "checks_sentence", "curves_verdict", "direction", "fgsm_limitation_sentence", "fig5_leaking_sentence",
            "fig5_overfitting_sentence", "fig7_sentence", "hand_count_sentence", "join", "minimal_norm_sentence", "move",
            "overfitting_verdict", "paper_claim", "paper_pattern", "pct", "percent", "points", "purification_sentence",
-           "radius", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence", "recovered_title",
-           "table2_differences", "table7_sentence", "tour_verdict", "xi_sweep_sentence"]
+           "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence",
+           "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "tour_verdict",
+           "xi_sweep_sentence"]

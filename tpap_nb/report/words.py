@@ -15,6 +15,15 @@ SAME = 0.005  # fractions: differences below half a point are "unchanged"
 TOL = 1.0  # points: a change smaller than this is reported as "level"
 
 
+def radius_in(unit: float):
+    """A writer of radii in one unit for a whole sentence: in 255ths (5.6/255) when `unit` (the attack eps) is a
+    whole number of 255ths, else as numbers (0.075), so a sentence never mixes 'xi = 0/255' with 'xi = 0.03'."""
+    k = unit * 255
+    if unit > 0 and abs(k - round(k)) < 1e-6:
+        return lambda v: "0" if abs(v) < 1e-12 else f"{255 * v:.3g}/255"
+    return lambda v: f"{v:.3g}"
+
+
 def pct(v: float) -> str:
     """A fraction as a percentage with one decimal: 0.934 -> '93.4 %'."""
     return f"{100 * v:.1f} %"
