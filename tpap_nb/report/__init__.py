@@ -44,6 +44,8 @@ from .words import (
                         recovered_counts,
                         recovered_sentence,
                         recovered_title,
+                        tour_counts,
+                        tour_title,
 )
 
 __all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentence", "adaptive_verdict", "change",
@@ -51,5 +53,5 @@ __all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentenc
            "fig5_overfitting_sentence", "fig7_sentence", "hand_count_sentence", "join", "minimal_norm_sentence", "move",
            "overfitting_verdict", "paper_claim", "paper_pattern", "pct", "percent", "points", "purification_sentence",
            "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence",
-           "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "tour_verdict",
-           "xi_sweep_sentence"]
+           "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "tour_counts", "tour_title",
+           "tour_verdict", "xi_sweep_sentence"]
