@@ -92,3 +92,11 @@ def test_fgsm_limitation_sentence_checks_sec_4_3_against_the_numbers():
     assert "does not account for it" in fails
     tie = report.fgsm_limitation_sentence(_lim(t=10.0, b=12.0, b2=11.5), eps=0.3, xi=0.15)
     assert "cannot tell" in tie
+
+
+def test_fgsm_limitation_sentence_writes_every_radius_in_one_unit():
+    lim = {"linf_x_adv": 8 / 255, "linf_x_pur": 14 / 255, "same_sign_fraction": 0.8, "acc_bare_fgsm": 50.0,
+           "acc_tpap_fgsm": 30.0, "acc_bare_fgsm_eps_plus_xi": 28.0}
+    text = report.fgsm_limitation_sentence(lim, eps=8 / 255, xi=8 / 255)
+    assert "on average 14/255 (L-inf) from the clean images, against 8/255 before purification (eps = 8/255, " \
+           "eps + xi = 16/255)" in text

@@ -72,3 +72,9 @@ def test_tour_title_counts_fooled_recovered_and_broken():
     assert report.tour_title([True], [True], [True], "PGD-5").endswith("broke 0 clean-correct ones")
     with pytest.raises(ValueError, match="one verdict per example"):
         report.tour_counts([True], [True, False], [True])
+
+
+def test_pgd_at_label_names_the_pgd_at_that_ran():
+    assert report.pgd_at_label(3) == "PGD-3-AT here, PGD-10-AT in the paper"
+    assert report.pgd_at_label(10) == "PGD-10-AT, as in the paper"
+    assert report.pgd_at_name() == "PGD-10-AT" and report.pgd_at_name(5) == "PGD-5-AT"

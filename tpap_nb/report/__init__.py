@@ -25,8 +25,8 @@ from .benchmark import (
                         table2_differences,
                         table7_sentence,
 )
-from .cost import hand_count_sentence, ratio_sentence
-from .features import fig7_sentence
+from .cost import hand_count_sentence, pgd_at_label, pgd_at_name, ratio_sentence
+from .features import fig7_claims_sentence, fig7_sentence
 from .purification import NAMES, ablation_sentence, fgsm_limitation_sentence, sweep_best, xi_sweep_sentence
 from .training import curves_verdict, overfitting_verdict, paper_claim, paper_pattern, recipe_sentence, tour_verdict
 from .words import (
@@ -48,10 +48,11 @@ from .words import (
                         tour_title,
 )
 
-__all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentence", "adaptive_verdict", "change",
-           "checks_sentence", "curves_verdict", "direction", "fgsm_limitation_sentence", "fig5_leaking_sentence",
-           "fig5_overfitting_sentence", "fig7_sentence", "hand_count_sentence", "join", "minimal_norm_sentence", "move",
-           "overfitting_verdict", "paper_claim", "paper_pattern", "pct", "percent", "points", "purification_sentence",
-           "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence",
-           "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "tour_counts", "tour_title",
-           "tour_verdict", "xi_sweep_sentence"]
+__all__ = ["NAMES", "SAME", "TAKEAWAYS", "TOL", "ablation_sentence", "adaptive_sanity_sentence", "adaptive_verdict",
+           "change", "checks_sentence", "curves_verdict", "direction", "fgsm_limitation_sentence",
+           "fig5_leaking_sentence", "fig5_overfitting_sentence", "fig7_claims_sentence", "fig7_sentence",
+           "hand_count_sentence", "join", "minimal_norm_sentence", "move", "overfitting_verdict",
+           "paper_claim", "paper_pattern", "pct", "percent", "pgd_at_label", "pgd_at_name", "points",
+           "purification_sentence", "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts",
+           "recovered_sentence", "recovered_title", "sweep_best", "table2_differences", "table7_sentence",
+           "tour_counts", "tour_title", "tour_verdict", "xi_sweep_sentence"]

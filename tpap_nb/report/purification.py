@@ -7,7 +7,7 @@ and returns Markdown. Accuracies are in %. The example panel's sentence is `word
 from __future__ import annotations
 
 from ..stats import compare_sentence, paired, pct_ci
-from .words import TOL, _bools, change, direction, join, percent, radius, radius_in
+from .words import TOL, _bools, change, direction, join, percent, radius_in
 
 NAMES = {"clean": "clean images", "fgsm": "FGSM", "pgd20": "PGD-20"}
 
@@ -140,10 +140,10 @@ def fgsm_limitation_sentence(lim: dict, eps: float, xi: float, name: str = "FGSM
     """Sec. 4.3's limitation in words, from `tables.fgsm_limitation`: does TPAP's FGSM accuracy land
     near the bare model's at eps + xi (purification pushed the attack further) or near the one at eps?"""
     t, b, b2 = lim["acc_tpap_fgsm"], lim["acc_bare_fgsm"], lim["acc_bare_fgsm_eps_plus_xi"]
-    same = 100 * lim["same_sign_fraction"]
-    text = (f"Purified {name} inputs sit on average {lim['linf_x_pur']:.3g} (L-inf) from the clean images, "
-            f"against {lim['linf_x_adv']:.3g} before purification "
-            f"(eps = {radius(eps)}, eps + xi = {radius(eps + xi)}); "
+    same, r = 100 * lim["same_sign_fraction"], radius_in(eps)  # one unit for every radius of the sentence
+    text = (f"Purified {name} inputs sit on average {r(lim['linf_x_pur'])} (L-inf) from the clean images, "
+            f"against {r(lim['linf_x_adv'])} before purification "
+            f"(eps = {r(eps)}, eps + xi = {r(eps + xi)}); "
             f"gamma has the sign of delta on {same:.1f} % of the pixels the attack moved. "
             f"TPAP's accuracy on {name} at eps is {percent(t)}; the bare model's is {percent(b)} on {name} at eps "
             f"and {percent(b2)} on {name} at eps + xi.")
