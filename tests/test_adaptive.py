@@ -284,3 +284,4 @@ def test_counts_label_names_the_counts_that_ran():
                                               "standard settings")
     assert "(x" not in adaptive_mod.counts_label(1.0)
     assert adaptive_mod.scaled_counts(0.1)["restarts"] == 1  # never below one
+    assert adaptive_mod.counts_label(0.1).startswith("PGD 5 steps x 1 restart, APGD 10 steps x 1 restart, Square 500")

@@ -151,8 +151,9 @@ def counts_label(scale: float = 1.0, **counts) -> str:
     """What the adaptive attacks ran, for a figure or a caption: 'PGD 25 steps x 2 restarts, APGD 50 steps x 2
     restarts, Square 2,500 queries (x0.5 of 50, 100, 3, 5,000); AutoAttack at the official standard settings'."""
     c, full = scaled_counts(scale, **counts), COUNTS | counts
-    text = (f"PGD {c['steps']} steps x {c['restarts']} restarts, APGD {c['apgd_steps']} steps x {c['restarts']} "
-            f"restarts, Square {c['n_queries']:,} queries")
+    restarts = f"{c['restarts']} restart{'s' if c['restarts'] > 1 else ''}"
+    text = (f"PGD {c['steps']} steps x {restarts}, APGD {c['apgd_steps']} steps x {restarts}, "
+            f"Square {c['n_queries']:,} queries")
     if c != full:
         text += (f" (x{scale:g} of {full['steps']}, {full['apgd_steps']}, {full['restarts']}, "
                  f"{full['n_queries']:,})")
