@@ -273,3 +273,15 @@ def test_progress_bars_name_the_attack_running(tiny, capsys):
     assert "adaptive attacks" in err and "TPAP: pgd-bpda" in err
     eps_sweep(model, x[:8], y[:8], XI, [0.1], steps=1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_counts_label_names_the_counts_that_ran():
+    from tpap_nb.experiments import adaptive as adaptive_mod
+
+    assert adaptive_mod.scaled_counts(0.5) == {"steps": 25, "apgd_steps": 50, "restarts": 2, "n_queries": 2500}
+    assert adaptive_mod.counts_label(0.5) == ("PGD 25 steps x 2 restarts, APGD 50 steps x 2 restarts, Square 2,500 "
+                                              "queries (x0.5 of 50, 100, 3, 5,000); AutoAttack at the official "
+                                              "standard settings")
+    assert "(x" not in adaptive_mod.counts_label(1.0)
+    assert adaptive_mod.scaled_counts(0.1)["restarts"] == 1  # never below one
+    assert adaptive_mod.counts_label(0.1).startswith("PGD 5 steps x 1 restart, APGD 10 steps x 1 restart, Square 500")

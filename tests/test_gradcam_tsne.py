@@ -7,6 +7,7 @@ import torch.nn as nn
 import tpap_nb as tp
 from tpap_nb import report
 from tpap_nb.experiments import gradcam, tsne
+from tpap_nb.stats import wilson
 
 
 class MeanModel(nn.Module):
@@ -244,11 +245,27 @@ def test_fig7_panels_one_record_per_row_and_attack(digits):
     assert all(panels[k]["emb"].shape == (40, 2) for k in panels)
 
 
-def test_fig7_sentence_reads_the_records():
-    rec = lambda row, a, knn: {"row": row, "attack": a, "knn_acc": knn, "silhouette_2d": 0.0}  # noqa: E731
+def test_fig7_sentence_calls_a_method_better_only_when_intervals_are_apart():
+    rec = lambda row, a, knn, n=200: {"row": row, "attack": a, "knn_acc": knn, "silhouette_2d": 0.0, "n": n}  # noqa: E731
     records = [rec("PGD-AT", "clean", 0.9), rec("PGD-AT", "pgd20", 0.5), rec("PGD-AT", "fgsm", 0.8),
-               rec("TPAP", "clean", 0.9), rec("TPAP", "pgd20", 0.85), rec("TPAP", "fgsm", 0.6)]
+               rec("PGD-AT", "dim", 0.7), rec("TPAP", "clean", 0.9), rec("TPAP", "pgd20", 0.85),
+               rec("TPAP", "fgsm", 0.6), rec("TPAP", "dim", 0.72)]
     text = report.fig7_sentence(records)
-    assert "PGD-AT's k-NN accuracy is 90 % on clean inputs and changes by pgd20 -40, fgsm -10 points" in text
-    assert "TPAP's k-NN accuracy is 90 % on clean inputs and changes by pgd20 -5, fgsm -30 points" in text
-    assert text.endswith("worse than PGD-AT's attacked ones under fgsm.")
+    assert "PGD-AT's k-NN accuracy is 90 % (95 % CI 85-93, n = 200) on clean inputs and changes by pgd20 -40, " \
+           "fgsm -10, dim -20 points" in text
+    assert "TPAP's k-NN accuracy is 90 % (95 % CI 85-93, n = 200) on clean inputs and changes by pgd20 -5" in text
+    assert "better than PGD-AT's attacked ones under pgd20" in text
+    assert "worse than PGD-AT's attacked ones under fgsm" in text
+    assert "under dim the two k-NN accuracies' 95 % intervals overlap" in text  # 72 % vs 70 % at n = 200
+    lo, hi = tsne.knn_interval(rec("TPAP", "dim", 0.72))
+    assert (lo, hi) == wilson(144, 200)  # 72 % of 200 points
+    claims = tsne.fig7_claims(records)
+    assert claims["TPAP vs PGD-AT (kNN)"].to_dict() == {"clean": "intervals overlap", "pgd20": "better",
+                                                        "fgsm": "worse", "dim": "intervals overlap"}
+    verdict = report.fig7_claims_sentence(claims)
+    assert "on 1 of 3 by k-NN accuracy with their 95 % intervals apart (1 worse, 1 within the intervals)" in verdict
+    assert "holds only in part here" in verdict
+    # The same gaps on 20 points each: no interval is apart, nothing is called better or worse.
+    small = [r | {"n": 20} for r in records]
+    text = report.fig7_sentence(small)
+    assert "better" not in text and "worse" not in text and "pgd20, fgsm and dim the two" in text

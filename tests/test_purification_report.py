@@ -34,46 +34,49 @@ def _sweep(curves):
     return [{"xi": xi, "attack": a, "accuracy": acc} for a, pts in curves.items() for xi, acc in pts]
 
 
-def test_xi_sweep_sentence_says_what_the_curves_do():
-    # The shape issue 13 found: no clean cost, PGD-20 climbing past the small steps.
-    rec = _sweep({"clean": [(0, 97.0), (0.1, 97.2), (0.2, 96.9), (0.4, 97.5)],
-                  "pgd20": [(0, 5.0), (0.1, 20.0), (0.2, 60.0), (0.4, 70.0)]})
-    text = report.xi_sweep_sentence(rec, xi=0.2, eps=0.2)
-    assert "on clean images accuracy stays between 96.9 % and 97.5 %" in text
-    assert "on PGD-20 accuracy rises from 5.0 % at xi = 0 to 70.0 % at xi = 0.4" in text
-    assert "At the profile's xi = 0.2 (1.00 eps) TPAP scores 97.0" not in text
-    assert "TPAP scores 96.9 % on clean images, 60.0 % on PGD-20" in text
-    assert "no xi in the sweep costs more than 1 point of clean accuracy" in text
-    assert "The smallest step (xi = 0.1) leaves PGD-20 at 20.0 %, 50.0 points below its best" in text
-    # The opposite shape: clean pays, and the smallest step is already as good as any.
-    rec = _sweep({"clean": [(0, 90.0), (0.1, 89.0), (0.2, 80.0), (0.4, 60.0)],
-                  "pgd20": [(0, 5.0), (0.1, 50.0), (0.2, 50.5), (0.4, 30.0)]})
-    text = report.xi_sweep_sentence(rec, xi=0.3, eps=0.2)
-    assert "on clean images accuracy falls from 90.0 % at xi = 0 to 60.0 % at xi = 0.4" in text
-    assert "on PGD-20 accuracy goes from 5.0 % at xi = 0 up to 50.5 % at xi = 0.2 and down to 30.0 % at xi = 0.4" \
-        in text
-    assert "profile's xi" not in text  # 0.3 was not swept: nothing said about it
-    assert "Purification does cost clean accuracy here: at its lowest 60.0 % at xi = 0.4, against the bare " \
-           "model's 90.0 %." in text
-    assert "Already the smallest step (xi = 0.1) gives PGD-20 50.0 %" in text
+def test_xi_sweep_sentence_says_best_xi_eps_and_the_paired_test():
+    eps = 8 / 255
+    xs = [0, 2 / 255, 4 / 255, 6 / 255, 8 / 255, 12 / 255]
+    rec = _sweep({"clean": list(zip(xs, [80.0, 80.0, 79.0, 78.0, 76.0, 60.0])),
+                  "pgd20": list(zip(xs, [5.0, 20.0, 25.0, 60.0, 40.0, 30.0]))})
+    n = 100
+    best = [True] * 60 + [False] * 40
+    at_eps = [True] * 40 + [False] * 60  # the 20 extra right images of the best xi: McNemar decides
+    text = report.xi_sweep_sentence(rec, xi=eps, eps=eps, n=n, verdicts={"pgd20": {6 / 255: best, eps: at_eps}})
+    assert "On PGD-20, TPAP is best at xi = 6/255: 60.0 % (95 % CI 50.2-69.1, n = 100)" in text
+    assert "at xi = eps = 8/255 it scores 40.0 % (95 % CI 30.9-49.8, n = 100)" in text
+    assert "the best xi is better than xi = eps: xi = 6/255 above xi = 8/255" in text
+    assert "goes from" not in text and "0.0235" not in text  # no wiggles, one unit
+    assert "costs accuracy: 76.0 % against the bare model's 80.0 % (4.0 points)" in text
+    assert "Its lowest in the sweep is 60.0 % at xi = 12/255." in text
+    # The same curve, but the best xi gains on as many images as it loses beside eps: no "better".
+    tie = [True] * 50 + [False] * 50
+    text = report.xi_sweep_sentence(rec, xi=eps, eps=eps, n=n, verdicts={"pgd20": {6 / 255: tie[::-1], eps: tie}})
+    assert "better" not in text and "do not differ at n = 100" in text
+    assert "not shown to beat xi = eps" in text
+    # Without verdicts: no test, and the sentence says so; numbers with their Wilson interval from n.
+    text = report.xi_sweep_sentence(rec, xi=eps, eps=eps, n=n)
+    assert "not tested against each other" in text and "better" not in text
 
 
-def test_xi_sweep_sentence_names_every_turn_of_a_curve():
-    rec = _sweep({"clean": [(0, 50.0), (0.1, 30.0), (0.2, 55.0)], "fgsm": [(0, 10.0), (0.1, 40.0), (0.2, 30.0),
-                                                                          (0.3, 50.0)]})
-    text = report.xi_sweep_sentence(rec, xi=0.1, eps=0.1)
-    assert "on clean images accuracy goes from 50.0 % at xi = 0 down to 30.0 % at xi = 0.1 and up to 55.0 %" in text
-    assert ("on FGSM accuracy goes from 10.0 % at xi = 0 up to 40.0 % at xi = 0.1, down to 30.0 % at xi = 0.2 and "
-            "up to 50.0 % at xi = 0.3") in text
-    assert "at its lowest 30.0 % at xi = 0.1, against the bare model's 50.0 % (55.0 % at the largest xi, 0.2)." in text
-    # quick's clean curve: a dip at the smallest xi, a plateau, a collapse; a wiggle under 1 point is no turn.
-    clean = [(0, 89.7), (0.075, 67.5), (0.15, 82.5), (0.21, 91.7), (0.225, 92.2), (0.3, 91.7), (0.45, 17.8),
-             (0.6, 6.9)]
-    text = report.xi_sweep_sentence(_sweep({"clean": clean}), xi=0.21, eps=0.3)
-    assert ("goes from 89.7 % at xi = 0 down to 67.5 % at xi = 0.075, up to 92.2 % at xi = 0.225 and down to 6.9 % "
-            "at xi = 0.6") in text
-    tail = report.xi_sweep_sentence(_sweep({"clean": [(0, 50.0), (0.1, 70.0), (0.2, 69.5)]}), xi=0.1, eps=0.1)
-    assert "rises from 50.0 % at xi = 0 to 70.0 % at xi = 0.1 (and 69.5 % at xi = 0.2)" in tail
+def test_xi_sweep_sentence_when_eps_is_best_or_missing():
+    rec = _sweep({"pgd20": [(0, 5.0), (0.15, 30.0), (0.3, 50.0), (0.45, 50.0)],
+                  "clean": [(0, 90.0), (0.15, 89.5), (0.3, 89.8), (0.45, 70.0)]})
+    text = report.xi_sweep_sentence(rec, xi=0.21, eps=0.3)
+    assert "best at xi = 0.3: 50.0 %, which is xi = eps" in text  # a tie goes to eps; no n: no interval
+    assert "does not cost accuracy: 89.8 % against the bare model's 90.0 % (within 1 point)" in text
+    assert "/255" not in text
+    missing = report.xi_sweep_sentence(rec, xi=0.25, eps=0.25)
+    assert "the sweep has no xi = eps = 0.25" in missing
+    assert report.sweep_best(rec, "pgd20", 0.3) == 0.3
+    with pytest.raises(ValueError, match="no xi > 0"):
+        report.sweep_best(rec, "fgsm", 0.3)
+
+
+def test_radius_in_keeps_one_unit():
+    r = report.radius_in(8 / 255)
+    assert [r(v) for v in (0, 2 / 255, 0.7 * 8 / 255, 8 / 255)] == ["0", "2/255", "5.6/255", "8/255"]
+    assert report.radius_in(0.3)(0.21) == "0.21"
 
 
 def _lim(t, b, b2, same=0.8):
@@ -89,3 +92,11 @@ def test_fgsm_limitation_sentence_checks_sec_4_3_against_the_numbers():
     assert "does not account for it" in fails
     tie = report.fgsm_limitation_sentence(_lim(t=10.0, b=12.0, b2=11.5), eps=0.3, xi=0.15)
     assert "cannot tell" in tie
+
+
+def test_fgsm_limitation_sentence_writes_every_radius_in_one_unit():
+    lim = {"linf_x_adv": 8 / 255, "linf_x_pur": 14 / 255, "same_sign_fraction": 0.8, "acc_bare_fgsm": 50.0,
+           "acc_tpap_fgsm": 30.0, "acc_bare_fgsm_eps_plus_xi": 28.0}
+    text = report.fgsm_limitation_sentence(lim, eps=8 / 255, xi=8 / 255)
+    assert "on average 14/255 (L-inf) from the clean images, against 8/255 before purification (eps = 8/255, " \
+           "eps + xi = 16/255)" in text

@@ -60,3 +60,21 @@ def test_one_way_to_write_numbers_and_radii():
     from tpap_nb.attacks import registry
 
     assert report.radius is registry.radius  # one implementation, used by labels and sentences alike
+
+
+def test_tour_title_counts_fooled_recovered_and_broken():
+    clean = [True, True, True, True, False, True]
+    adv = [False, False, True, True, False, False]
+    pur = [True, False, False, True, True, True]
+    assert report.tour_counts(clean, adv, pur) == {"n": 6, "fooled": 3, "recovered": 2, "broken": 1}
+    assert report.tour_title(clean, adv, pur) == ("PGD-20 fooled 3 of 6; purification recovered 2 of them and "
+                                                  "broke 1 clean-correct one")
+    assert report.tour_title([True], [True], [True], "PGD-5").endswith("broke 0 clean-correct ones")
+    with pytest.raises(ValueError, match="one verdict per example"):
+        report.tour_counts([True], [True, False], [True])
+
+
+def test_pgd_at_label_names_the_pgd_at_that_ran():
+    assert report.pgd_at_label(3) == "PGD-3-AT here, PGD-10-AT in the paper"
+    assert report.pgd_at_label(10) == "PGD-10-AT, as in the paper"
+    assert report.pgd_at_name() == "PGD-10-AT" and report.pgd_at_name(5) == "PGD-5-AT"

@@ -136,6 +136,30 @@ def _n(count: int, scale: float) -> int:
     return max(1, round(count * scale))
 
 
+# This module's own attack counts at scale 1 (evaluate_adaptive's defaults); `adaptive_scale` multiplies them.
+COUNTS = {"steps": 50, "apgd_steps": 100, "restarts": 3, "n_queries": 5000}
+
+
+def scaled_counts(scale: float = 1.0, **counts) -> dict[str, int]:
+    """The counts this module's attacks run at `scale` (each rounded, kept >= 1): COUNTS updated by `counts`."""
+    scale, full = _scale(scale), COUNTS | counts
+    _counts(**full)
+    return {k: _n(v, scale) for k, v in full.items()}
+
+
+def counts_label(scale: float = 1.0, **counts) -> str:
+    """What the adaptive attacks ran, for a figure or a caption: 'PGD 25 steps x 2 restarts, APGD 50 steps x 2
+    restarts, Square 2,500 queries (x0.5 of 50, 100, 3, 5,000); AutoAttack at the official standard settings'."""
+    c, full = scaled_counts(scale, **counts), COUNTS | counts
+    restarts = f"{c['restarts']} restart{'s' if c['restarts'] > 1 else ''}"
+    text = (f"PGD {c['steps']} steps x {restarts}, APGD {c['apgd_steps']} steps x {restarts}, "
+            f"Square {c['n_queries']:,} queries")
+    if c != full:
+        text += (f" (x{scale:g} of {full['steps']}, {full['apgd_steps']}, {full['restarts']}, "
+                 f"{full['n_queries']:,})")
+    return text + "; AutoAttack at the official standard settings"
+
+
 def _passes(counts: dict) -> int:
     return counts["forward"] + counts["backward"] + 2 * counts["hvp"]
 
@@ -255,8 +279,7 @@ def evaluate_adaptive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xi: fl
     if grad not in GRADS:
         raise ValueError(f"grad={grad!r} is not a gradient mode; choose one of {GRADS}.")
     sources = {"bare": model} if sources is None else sources
-    counts = {k: _n(v, scale) for k, v in
-           {"steps": steps, "apgd_steps": apgd_steps, "restarts": restarts, "n_queries": n_queries}.items()}
+    counts = scaled_counts(scale, steps=steps, apgd_steps=apgd_steps, restarts=restarts, n_queries=n_queries)
     with torch.no_grad():
         n_classes = BareClassifier(model)(x[:1]).shape[1]
     records, rows = [], []

@@ -13,6 +13,7 @@ benchmark       Tab. 2's differences, Tab. 6/7, sanity checks, Fig. 5          0
 features        Fig. 7's separation scores                                    05
 cost            Tab. 5's hand count and measured ratios                       06
 adaptive        the adaptive-attack verdict and its sanity checks             07
+takeaways       what to expect on a profile, the three takeaways              00-07
 ==============  ============================================================  ========
 """
 from .adaptive import adaptive_sanity_sentence, adaptive_verdict
@@ -27,9 +28,10 @@ from .benchmark import (
                         table6_sentence,
                         table7_sentence,
 )
-from .cost import hand_count_sentence, ratio_sentence
-from .features import fig7_sentence
-from .purification import NAMES, ablation_sentence, fgsm_limitation_sentence, xi_sweep_sentence
+from .cost import hand_count_sentence, pgd_at_label, pgd_at_name, ratio_sentence
+from .features import fig7_claims_sentence, fig7_sentence
+from .purification import NAMES, ablation_sentence, fgsm_limitation_sentence, sweep_best, xi_sweep_sentence
+from .takeaways import TAKEAWAYS, expectations, on_this_run, takeaways
 from .training import curves_verdict, overfitting_verdict, paper_claim, paper_pattern, recipe_sentence, tour_verdict
 from .words import (
                         SAME,
@@ -42,15 +44,19 @@ from .words import (
                         percent,
                         points,
                         radius,
+                        radius_in,
                         recovered_counts,
                         recovered_sentence,
                         recovered_title,
+                        tour_counts,
+                        tour_title,
 )
 
-__all__ = ["NAMES", "SAME", "TOL", "ablation_sentence", "adaptive_sanity_sentence", "adaptive_verdict", "change",
-           "checks_sentence", "curves_verdict", "direction", "fgsm_limitation_sentence", "fig5_leaking_sentence",
-           "fig5_overfitting_sentence", "fig7_sentence", "hand_count_sentence", "join", "minimal_norm_sentence", "move",
-           "overfitting_verdict", "paper_claim", "paper_pattern", "pct", "percent", "points", "purification_sentence",
-           "radius", "ratio_sentence", "recipe_sentence", "recovered_counts", "recovered_sentence", "recovered_title",
-           "table2_differences", "table7_sentence", "tour_verdict", "xi_sweep_sentence",
-           "above_clean_sentence", "table6_sentence"]
+__all__ = ["NAMES", "SAME", "TAKEAWAYS", "TOL", "ablation_sentence", "adaptive_sanity_sentence", "adaptive_verdict",
+           "change", "checks_sentence", "curves_verdict", "direction", "expectations", "fgsm_limitation_sentence",
+           "fig5_leaking_sentence", "fig5_overfitting_sentence", "fig7_claims_sentence", "fig7_sentence",
+           "hand_count_sentence", "join", "minimal_norm_sentence", "move", "on_this_run", "overfitting_verdict",
+           "paper_claim", "paper_pattern", "pct", "percent", "pgd_at_label", "pgd_at_name", "points",
+           "purification_sentence", "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts",
+           "recovered_sentence", "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "takeaways",
+           "tour_counts", "tour_title", "tour_verdict", "xi_sweep_sentence", "above_clean_sentence", "table6_sentence"]

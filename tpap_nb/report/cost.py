@@ -3,7 +3,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..config import PROFILES
 from ..experiments.cost import cost_ratios, hand_count
+
+PAPER_PGD_STEPS = PROFILES["paper"]["pgd_steps"]  # the paper's PGD-AT: PGD-10
+
+
+def pgd_at_name(pgd_steps: int | None = None) -> str:
+    """'PGD-3-AT': PGD-AT named by its training attack's steps (None: the paper's, PGD-10-AT)."""
+    return f"PGD-{int(PAPER_PGD_STEPS if pgd_steps is None else pgd_steps)}-AT"
+
+
+def pgd_at_label(pgd_steps: int) -> str:
+    """Which PGD-AT a comparison runs: 'PGD-3-AT here, PGD-10-AT in the paper' (or 'PGD-10-AT, as in the paper')."""
+    if int(pgd_steps) == PAPER_PGD_STEPS:
+        return f"{pgd_at_name(pgd_steps)}, as in the paper"
+    return f"{pgd_at_name(pgd_steps)} here, {pgd_at_name(PAPER_PGD_STEPS)} in the paper"
 
 
 def hand_count_sentence(cfg: Mapping) -> str:

@@ -6,7 +6,8 @@ and returns Markdown. Accuracies are in %. The example panel's sentence is `word
 """
 from __future__ import annotations
 
-from .words import TOL, change, direction, join, percent, radius
+from ..stats import compare_sentence, paired, pct_ci
+from .words import TOL, _bools, change, direction, join, percent, radius_in
 
 NAMES = {"clean": "clean images", "fgsm": "FGSM", "pgd20": "PGD-20"}
 
@@ -45,92 +46,104 @@ def ablation_sentence(records: list[dict], paper: dict | None = None, names: dic
     return text
 
 
-def _turns(points: list[tuple[float, float]], tol: float = TOL) -> list[tuple[float, float]]:
-    """The first point and every turn of the curve by more than `tol` points (a zigzag filter)."""
-    turns, direction = [points[0]], 0
-    for p in points[1:]:
-        d = p[1] - turns[-1][1]
-        if direction and direction * d > 0:
-            turns[-1] = p  # the same way, further: the turn moves on
-        elif abs(d) > tol:
-            direction = 1 if d > 0 else -1
-            turns.append(p)
-    return turns
+def _at(pts: list[tuple[float, float]], value: float) -> float | None:
+    """The accuracy of a curve at xi = value (None when the sweep has no such xi)."""
+    return next((a for x, a in pts if abs(x - value) <= 1e-6 * max(value, 1e-9)), None)
 
 
-def _trend(points: list[tuple[float, float]], tol: float = TOL) -> str:
-    """How accuracy moves along xi: level, rising, falling, or up and down, naming each turn."""
-    accs = [a for _, a in points]
-    lo, hi = min(accs), max(accs)
-    if hi - lo <= tol:
-        return f"stays between {percent(lo)} and {percent(hi)} over the whole sweep"
-    turns = _turns(points, tol)
-    (x0, a0), (xn, an) = points[0], points[-1]
-    end = f" (and {percent(an)} at xi = {xn:.3g})" if turns[-1] != points[-1] else ""
-    if len(turns) == 2:
-        (xt, at) = turns[1]
-        return (f"{'rises' if at > a0 else 'falls'} from {percent(a0)} at xi = {x0:.3g} to {percent(at)} "
-                f"at xi = {xt:.3g}{end}")
-    legs = [f"{'up' if b[1] > a[1] else 'down'} to {percent(b[1])} at xi = {b[0]:.3g}"
-            for a, b in zip(turns, turns[1:])]
-    return f"goes from {percent(a0)} at xi = {x0:.3g} " + ", ".join(legs[:-1]) + f" and {legs[-1]}{end}"
+def sweep_best(records: list[dict], attack: str, eps: float) -> float:
+    """The xi > 0 with the highest accuracy on `attack` in a `tables.xi_sweep`; xi = eps wins a tie (the paper's)."""
+    pts = sorted((float(r["xi"]), float(r["accuracy"])) for r in records if r["attack"] == attack and r["xi"] > 0)
+    if not pts:
+        raise ValueError(f"sweep_best: no xi > 0 for {attack!r} in the records; pass tables.xi_sweep's rows.")
+    top = max(a for _, a in pts)
+    at_eps = _at(pts, eps)
+    return eps if at_eps is not None and at_eps >= top else next(x for x, a in pts if a == top)
 
 
-def xi_sweep_sentence(records: list[dict], xi: float, eps: float, names: dict | None = None,
-                      tol: float = TOL) -> str:
-    """The xi sweep in words: each curve's shape, the profile's xi on it, and whether the trade-off
-    'a small xi leaves the attack in place, a large xi costs clean accuracy' shows on this run.
+def _acc(acc: float, n: int | None, verdict=None) -> str:
+    """'42.6 % (95 % CI 39.6-45.7, n = 500)' from per-image verdicts or a percentage and n; '42.6 %' without n."""
+    if verdict is not None:
+        v = _bools(verdict)
+        return pct_ci(sum(v), len(v))
+    return pct_ci(round(acc * n / 100), n) if n else percent(acc)
 
-    records: `tables.xi_sweep` rows (xi, attack, accuracy in %), xi = 0 being the bare model.
+
+def xi_sweep_sentence(records: list[dict], xi: float, eps: float, names: dict | None = None, n: int | None = None,
+                      verdicts: dict | None = None, tol: float = TOL) -> str:
+    """The xi sweep in what matters: per attacked curve its best xi (accuracy, 95 % Wilson interval), its value at
+    xi = eps (the paper's choice), and whether the best is better than eps by a paired test on the same images
+    (`stats.compare_sentence`; "better" only when it decides); then what purification costs on clean images.
+
+    records: `tables.xi_sweep` rows (xi, attack, accuracy in %), xi = 0 being the bare model; n: the images;
+    verdicts: {attack: {xi: per-image TPAP verdicts}} at the best xi and at eps (without them no test is run and
+    the sentence says so). Every radius in the sentence is written in one unit (`words.radius_in`).
     """
     names = NAMES | (names or {})
+    r = radius_in(eps)
     by: dict[str, list[tuple[float, float]]] = {}
-    for r in records:
-        by.setdefault(r["attack"], []).append((float(r["xi"]), float(r["accuracy"])))
+    for rec in records:
+        by.setdefault(rec["attack"], []).append((float(rec["xi"]), float(rec["accuracy"])))
     for pts in by.values():
         pts.sort()
-    parts = [f"on {names.get(a, a)} accuracy {_trend(pts, tol)}" for a, pts in by.items()]
-    text = "As xi grows from the bare model (xi = 0): " + "; ".join(parts) + "."
-    at = {a: next((v for x, v in pts if abs(x - xi) <= 1e-9 * max(1.0, xi)), None) for a, pts in by.items()}
-    at = {a: v for a, v in at.items() if v is not None}
-    if at:
-        text += (f" At the profile's xi = {radius(xi)} ({xi / eps:.2f} eps) TPAP scores "
-                 + ", ".join(f"{percent(v)} on {names.get(a, a)}" for a, v in at.items()) + ".")
+    verdicts = verdicts or {}
+    parts = []
+    for a, pts in by.items():
+        if a == "clean" or not any(x > 0 for x, _ in pts):
+            continue
+        name, best, v = names.get(a, a), sweep_best(records, a, eps), verdicts.get(a, {})
+        vb, ve = _pick(v, best), _pick(v, eps)
+        at_eps = _at(pts, eps)
+        text = f"On {name}, TPAP is best at xi = {r(best)}: {_acc(_at(pts, best), n, vb)}"
+        if at_eps is None:
+            parts.append(text + f"; the sweep has no xi = eps = {r(eps)}.")
+        elif abs(best - eps) <= 1e-6 * eps:
+            parts.append(text + ", which is xi = eps, the paper's choice.")
+        elif vb is None or ve is None:
+            parts.append(text + f"; at xi = eps = {r(eps)} it scores {_acc(at_eps, n)} (not tested against each "
+                         "other: pass the per-image verdicts).")
+        else:
+            cmp = paired(vb, ve)
+            text += f"; at xi = eps = {r(eps)} it scores {_acc(at_eps, n, ve)}. "
+            if cmp["decided"] and cmp["diff"] > 0:
+                text += ("On the same images the best xi is better than xi = eps: "
+                         + compare_sentence(vb, ve, f"xi = {r(best)}", f"xi = {r(eps)}") + ".")
+            else:
+                text += (compare_sentence(vb, ve, f"xi = {r(best)}", f"xi = {r(eps)}")
+                         + ": the sweep's best is not shown to beat xi = eps on this run.")
+            parts.append(text)
+    text = " ".join(parts)
+    if abs(xi - eps) > 1e-6 * eps and any(_at(pts, xi) is not None for pts in by.values()):
+        text += (f" At the profile's xi = {r(xi)} ({xi / eps:.2f} eps) TPAP scores "
+                 + ", ".join(f"{percent(_at(pts, xi))} on {names.get(a, a)}" for a, pts in by.items()
+                             if _at(pts, xi) is not None) + ".")
     if "clean" in by:
         pts = by["clean"]
-        bare, worst = pts[0][1], min(pts[1:], key=lambda p: p[1], default=pts[0])
-        if bare - worst[1] > tol:
-            text += (f" Purification does cost clean accuracy here: at its lowest {percent(worst[1])} at "
-                     f"xi = {worst[0]:.3g}, against the bare model's {percent(bare)}"
-                     + (f" ({percent(pts[-1][1])} at the largest xi, {pts[-1][0]:.3g})." if worst != pts[-1] else "."))
-        else:
-            text += (f" On this run no xi in the sweep costs more than {tol:g} point of clean accuracy "
-                     f"(bare: {percent(bare)}).")
-    attacked = [a for a in by if a not in ("clean", "fgsm")]
-    for a in attacked:
-        pts = [p for p in by[a] if p[0] > 0]
-        if len(pts) < 2:
-            continue
-        best = max(pts, key=lambda p: p[1])
-        first = pts[0]
-        if best[1] - first[1] > tol:
-            text += (f" The smallest step (xi = {first[0]:.3g}) leaves {names.get(a, a)} at {percent(first[1])}, "
-                     f"{best[1] - first[1]:.1f} points below its best in the sweep ({percent(best[1])} at "
-                     f"xi = {best[0]:.3g}).")
-        else:
-            text += (f" Already the smallest step (xi = {first[0]:.3g}) gives {names.get(a, a)} "
-                     f"{percent(first[1])}, within {tol:g} point of its best in the sweep.")
-    return text
+        bare, at_eps = _at(pts, 0.0), _at(pts, eps)
+        if bare is not None and at_eps is not None:
+            cost = bare - at_eps
+            text += (f" On clean images purification at xi = eps {'costs' if cost > tol else 'does not cost'} "
+                     f"accuracy: {percent(at_eps)} against the bare model's {percent(bare)}"
+                     + (f" ({cost:.1f} points)." if cost > tol else f" (within {tol:g} point)."))
+            low = min((p for p in pts if p[0] > 0), key=lambda p: p[1], default=None)
+            if low is not None and bare - low[1] > tol and low[0] != eps:
+                text += f" Its lowest in the sweep is {percent(low[1])} at xi = {r(low[0])}."
+    return text.strip()
+
+
+def _pick(v: dict, value: float):
+    """The verdicts of `v` ({xi: verdicts}) at xi = value, or None."""
+    return next((vv for x, vv in v.items() if abs(float(x) - value) <= 1e-6 * max(value, 1e-9)), None)
 
 
 def fgsm_limitation_sentence(lim: dict, eps: float, xi: float, name: str = "FGSM") -> str:
     """Sec. 4.3's limitation in words, from `tables.fgsm_limitation`: does TPAP's FGSM accuracy land
     near the bare model's at eps + xi (purification pushed the attack further) or near the one at eps?"""
     t, b, b2 = lim["acc_tpap_fgsm"], lim["acc_bare_fgsm"], lim["acc_bare_fgsm_eps_plus_xi"]
-    same = 100 * lim["same_sign_fraction"]
-    text = (f"Purified {name} inputs sit on average {lim['linf_x_pur']:.3g} (L-inf) from the clean images, "
-            f"against {lim['linf_x_adv']:.3g} before purification "
-            f"(eps = {radius(eps)}, eps + xi = {radius(eps + xi)}); "
+    same, r = 100 * lim["same_sign_fraction"], radius_in(eps)  # one unit for every radius of the sentence
+    text = (f"Purified {name} inputs sit on average {r(lim['linf_x_pur'])} (L-inf) from the clean images, "
+            f"against {r(lim['linf_x_adv'])} before purification "
+            f"(eps = {r(eps)}, eps + xi = {r(eps + xi)}); "
             f"gamma has the sign of delta on {same:.1f} % of the pixels the attack moved. "
             f"TPAP's accuracy on {name} at eps is {percent(t)}; the bare model's is {percent(b)} on {name} at eps "
             f"and {percent(b2)} on {name} at eps + xi.")

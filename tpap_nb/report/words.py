@@ -15,6 +15,15 @@ SAME = 0.005  # fractions: differences below half a point are "unchanged"
 TOL = 1.0  # points: a change smaller than this is reported as "level"
 
 
+def radius_in(unit: float):
+    """A writer of radii in one unit for a whole sentence: in 255ths (5.6/255) when `unit` (the attack eps) is a
+    whole number of 255ths, else as numbers (0.075), so a sentence never mixes 'xi = 0/255' with 'xi = 0.03'."""
+    k = unit * 255
+    if unit > 0 and abs(k - round(k)) < 1e-6:
+        return lambda v: "0" if abs(v) < 1e-12 else f"{255 * v:.3g}/255"
+    return lambda v: f"{v:.3g}"
+
+
 def pct(v: float) -> str:
     """A fraction as a percentage with one decimal: 0.934 -> '93.4 %'."""
     return f"{100 * v:.1f} %"
@@ -114,3 +123,22 @@ def recovered_title(correct_adv, correct_pur) -> str:
     """A short figure title: 'purification recovered k of the m wrong after the attack'."""
     c = recovered_counts(correct_adv, correct_pur)
     return f"purification recovered {c['recovered']} of the {c['fooled']} wrong after the attack"
+
+
+def tour_counts(correct_clean, correct_adv, correct_pur) -> dict[str, int]:
+    """The tour's shown examples: n, how many the attack fooled (right on x, wrong on x_adv), how many of those
+    purification recovered, and how many clean-correct ones it broke (right on x and on x_adv, wrong on x_pur)."""
+    clean, adv, pur = _bools(correct_clean), _bools(correct_adv), _bools(correct_pur)
+    if not len(clean) == len(adv) == len(pur):
+        raise ValueError(f"tour_counts needs one verdict per example in each: got {len(clean)}, {len(adv)}, "
+                         f"{len(pur)}.")
+    return {"n": len(clean), "fooled": sum(c and not a for c, a in zip(clean, adv)),
+            "recovered": sum(c and not a and p for c, a, p in zip(clean, adv, pur)),
+            "broken": sum(c and a and not p for c, a, p in zip(clean, adv, pur))}
+
+
+def tour_title(correct_clean, correct_adv, correct_pur, attack: str = "PGD-20") -> str:
+    """'PGD-20 fooled k of n; purification recovered r of them and broke b clean-correct ones' (`tour_counts`)."""
+    c = tour_counts(correct_clean, correct_adv, correct_pur)
+    return (f"{attack} fooled {c['fooled']} of {c['n']}; purification recovered {c['recovered']} of them and broke "
+            f"{c['broken']} clean-correct {'one' if c['broken'] == 1 else 'ones'}")
