@@ -55,6 +55,7 @@ def test_one_way_to_write_numbers_and_radii():
     assert report.pct(0.934) == report.percent(93.4) == "93.4 %"
     assert report.points(-0.123) == "12.3 points"
     assert report.radius(8 / 255) == "8/255" and report.radius(0.3) == "0.3"
+    assert report.radius(0.6) == "0.6" and report.radius(0) == "0" and report.radius(12 / 255) == "12/255"
     assert report.join(["a"]) == "a" and report.join(["a", "b", "c"]) == "a, b and c"
     assert report.change(10.0, 13.1) == "rises by 3.1 points" and report.change(10.0, 10.5) == "stays level"
     from tpap_nb.attacks import registry

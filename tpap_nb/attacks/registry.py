@@ -304,9 +304,12 @@ def _check_setting(attack: str, key: str, value) -> None:
 
 
 def radius(eps: float) -> str:
-    """8/255 when eps is a whole number of 255ths, else the number itself (0.3): how labels write a radius."""
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
+    """How labels write a radius: a short decimal as it is (0.3, 0.6, 0.15; 0), else 8/255 when eps is a whole
+    number of 255ths, else the number to 3 digits."""
+    short, k = f"{eps:.3g}", eps * 255
+    if abs(float(short) - eps) < 1e-12:
+        return short
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else short
 
 
 def attack_label(name: str, settings: dict | None = None, n: int | None = None) -> str:

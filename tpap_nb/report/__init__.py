@@ -24,6 +24,7 @@ from .benchmark import (
                         fig5_overfitting_sentence,
                         minimal_norm_sentence,
                         purification_sentence,
+                        record_verdicts,
                         table2_differences,
                         table6_sentence,
                         table7_sentence,
@@ -59,4 +60,5 @@ __all__ = ["NAMES", "SAME", "TAKEAWAYS", "TOL", "ablation_sentence", "adaptive_s
            "paper_claim", "paper_pattern", "pct", "percent", "pgd_at_label", "pgd_at_name", "points",
            "purification_sentence", "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts",
            "recovered_sentence", "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "takeaways",
-           "tour_counts", "tour_title", "tour_verdict", "xi_sweep_sentence", "above_clean_sentence", "table6_sentence"]
+           "tour_counts", "tour_title", "tour_verdict", "xi_sweep_sentence", "above_clean_sentence",
+           "record_verdicts", "table6_sentence"]

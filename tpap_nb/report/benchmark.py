@@ -26,6 +26,17 @@ def verdicts_of(record: Mapping, side: str):
     return v
 
 
+def record_verdicts(records: list[dict]) -> dict:
+    """{attack: (bare verdicts, TPAP verdicts)} of `run_attacks` records that keep them: `purification_sentence`'s
+    `verdicts`, so Tab. 6's columns are compared image by image."""
+    out = {}
+    for r in records:
+        vb, vt = verdicts_of(r, "bare"), verdicts_of(r, "tpap")
+        if vb is not None and vt is not None:
+            out[r["attack"]] = (vb, vt)
+    return out
+
+
 def acc_text(acc: float, n: int | None, short: bool = False) -> str:
     """An accuracy in % with its Wilson 95 % interval and n: '61.0 % (95 % CI 51.2-70.0, n = 100)'."""
     if not n:
