@@ -6,43 +6,55 @@ and returns Markdown. Accuracies are in %. The example panel's sentence is `word
 """
 from __future__ import annotations
 
-from ..stats import compare_sentence, paired, pct_ci
+from ..stats import compare, compare_sentence, paired, pct_ci
 from .words import TOL, _bools, change, direction, join, percent, radius_in
 
 NAMES = {"clean": "clean images", "fgsm": "FGSM", "pgd20": "PGD-20"}
 
 
 def ablation_sentence(records: list[dict], paper: dict | None = None, names: dict | None = None) -> str:
-    """Tab. 6 in words: per attack, accuracy without and with purification, and where it goes the paper's way.
+    """Tab. 6 in words: per attack, accuracy without and with purification, whether the change is beyond the
+    uncertainty (a paired test on the same images: per image when the rows keep '_correct', else under the least
+    favourable pairing), and whether the decided changes go the paper's way.
 
     records: `tables.ablation` rows (attack, purification, accuracy in %, n); paper: the paper's
     Tab. 6 ({"without purification": {...}, "with purification": {...}}, `tpap_nb.paper.TABLE6`);
     names: display names per attack (default NAMES; pass the run's, e.g. from `attack_label`).
     """
     names = NAMES | (names or {})
-    acc = {(r["attack"], bool(r["purification"])): r["accuracy"] for r in records}
+    rows = {(r["attack"], bool(r["purification"])): r for r in records}
+    acc = {k: r["accuracy"] for k, r in rows.items()}
     attacks = list(dict.fromkeys(r["attack"] for r in records))
     missing = [a for a in attacks if (a, False) not in acc or (a, True) not in acc]
     if missing:
         raise ValueError(f"ablation_sentence needs each attack with and without purification; "
                          f"{missing} lack one side: pass the records of tables.ablation.")
     n = records[0].get("n")
-    parts = [f"on {names.get(a, a)} accuracy {change(acc[a, False], acc[a, True])} "
-             f"({percent(acc[a, False])} without purification, {percent(acc[a, True])} with)" for a in attacks]
+    decided, parts = {}, []
+    for a in attacks:
+        v0, v1 = rows[a, False].get("_correct"), rows[a, True].get("_correct")
+        r = compare(v1, v0) if v0 is not None and v1 is not None else (
+            compare(acc[a, True], acc[a, False], n) if n else None)
+        decided[a] = bool(r and r["decided"])
+        how = "" if decided[a] else ", within the uncertainty" if r else ", undecided without n"
+        parts.append(f"on {names.get(a, a)} accuracy {change(acc[a, False], acc[a, True])}{how} "
+                     f"({percent(acc[a, False])} without purification, {percent(acc[a, True])} with)")
     text = (f"On these {n} test images, " if n else "On these test images, ") + "; ".join(parts) + "."
     if paper:
         before, after = paper["without purification"], paper["with purification"]
         same, opposite = [], []
         for a in attacks:
-            if a not in before or a not in after:
+            if a not in before or a not in after or not decided[a]:
                 continue
             ours, theirs = direction(acc[a, False], acc[a, True]), direction(before[a], after[a])
             (same if ours == theirs else opposite).append(names.get(a, a))
         if same:
-            text += f" The change goes the way it goes in the paper's Tab. 6 on {join(same)}"
+            text += f" Beyond the uncertainty, the change goes the way it goes in the paper's Tab. 6 on {join(same)}"
             text += f", and not on {join(opposite)}." if opposite else "."
         elif opposite:
-            text += f" The change goes against the paper's Tab. 6 on {join(opposite)}."
+            text += f" Beyond the uncertainty, the change goes against the paper's Tab. 6 on {join(opposite)}."
+        else:
+            text += " No change here is beyond the uncertainty, so none can be set against the paper's Tab. 6."
     return text
 
 
