@@ -299,3 +299,19 @@ def test_the_runner_executes_in_the_notebooks_folder_and_records_times(tmp_path,
     assert "smoke 2\n" in printed
     rec = json.loads((tmp_path / "figs" / "runtimes.json").read_text())["smoke"]["solutions/01_x.ipynb"]
     assert rec["seconds"] > 0 and rec["device"] == "cpu" and rec["threads"] >= 1 and rec["commit"]
+
+
+def test_the_exercises_say_how_long_their_worked_solutions_took(tmp_path):
+    """Issue 21: each notebook's exercises carry the recorded run time of its worked solutions, or say none is."""
+    src = runner.REPO / "notebooks" / "03_attack_benchmark.ipynb"
+    path = tmp_path / "notebooks" / src.name
+    path.parent.mkdir()
+    path.write_text(src.read_text())
+    nb = runner.stamp_notebook(json.loads(path.read_text()), "notebooks/" + src.name, {})
+    cell = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## Exercises"))
+    assert "How long: not measured yet" in cell and "make solutions" in cell
+    rec = {"seconds": 312.0, "device": "cpu", "threads": 2, "commit": "abc1234", "date": "2026-12-06T00:00:00"}
+    nb = runner.stamp_notebook(nb, "notebooks/" + src.name, {"quick": {"solutions/" + src.name: rec}})
+    cell = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## Exercises"))
+    assert cell.count(runner.EXERCISE_START) == 1 and "`quick` 5 min 12 s (CPU, 2 threads" in cell
+    assert "not measured" not in cell

@@ -39,6 +39,7 @@ EXECUTED = REPO / "executed"  # executed/<profile>/NN_*.ipynb: the copies GitHub
 MAX_WIDTH = 900  # pixels of a PNG output in an executed copy
 MAX_BYTES = 8_000_000  # all of one profile's executed copies together
 RUNTIME_START, RUNTIME_END = "<!-- runtime -->", "<!-- /runtime -->"
+EXERCISE_START, EXERCISE_END = "<!-- exercise-time -->", "<!-- /exercise-time -->"
 INSTALL_TAG = "install"
 TORCHATTACKS = "torchattacks==3.5.1"  # as the Makefile installs it (--no-deps, docs/install.md)
 
@@ -276,6 +277,17 @@ def runtime_line(key: str, runtimes: dict[str, dict]) -> str:
     return "Measured run time: " + ", ".join(f"`{p}` {duration(r['seconds'])} ({_where(r)})" for p, r in recs) + "."
 
 
+def exercise_line(key: str, runtimes: dict[str, dict]) -> str:
+    """How long notebook `key`'s exercises take: the recorded run time of its worked solutions, all exercises
+    together (setup included), or that none is recorded yet."""
+    sol = "solutions/" + key.split("/", 1)[1]
+    line = runtime_line(sol, runtimes)
+    if line.startswith("Measured run time: none"):
+        return (f"How long: not measured yet; the worked solutions (`{sol}`) record their run time with "
+                "`make solutions PROFILE=...`.")
+    return line.replace("Measured run time: ", f"How long: all exercises as worked in `{sol}`, setup included: ", 1)
+
+
 def _source_url() -> str | None:
     """The kit's source repository, if pyproject.toml names one under [project.urls] (it names none today)."""
     pyproject = REPO / "pyproject.toml"
@@ -341,6 +353,19 @@ def stamp_notebook(nb: dict, key: str, runtimes: dict[str, dict], url: str | Non
     else:
         text = text.rstrip("\n") + "\n\n" + line
     first_md["source"] = _source(text)
+    if key.startswith("notebooks/"):  # how long the exercises take: their worked solutions' recorded run time
+        exercises = next((c for c in cells if c["cell_type"] == "markdown"
+                          and "".join(c["source"]).lstrip().startswith("## Exercises")), None)
+        if exercises is not None:
+            text = "".join(exercises["source"])
+            line = f"{EXERCISE_START}\n{exercise_line(key, runtimes)}\n{EXERCISE_END}"
+            if EXERCISE_START in text and EXERCISE_END in text:
+                before, rest = text.split(EXERCISE_START, 1)
+                text = before + line + rest.split(EXERCISE_END, 1)[1]
+            else:
+                head, _, body = text.partition("\n")
+                text = f"{head}\n{line}\n\n{body.lstrip(chr(10))}"
+            exercises["source"] = _source(text)
     cell = {"cell_type": "code", "execution_count": None, "id": "install", "metadata": {"tags": [INSTALL_TAG]},
             "outputs": [], "source": _source(install_source(url))}
     old = [i for i, c in enumerate(cells) if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
