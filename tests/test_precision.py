@@ -82,6 +82,25 @@ def test_autoattack_runs_on_a_channels_last_rgb_network_under_bf16():
     grad, = torch.autograd.grad(logits.sum(), x_in)
     assert logits.dtype == torch.float32 and grad.is_contiguous()
     assert not bare.is_contiguous(), "this network no longer yields a channels_last gradient: the test tests nothing"
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        x_adv = registry.build_attack("aa", net, eps=1e-3, steps=2, n_queries=5)(x, y)
-    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 1e-3 + 1e-6
+    for inputs in (x, x.contiguous(memory_format=torch.channels_last)):  # the fast path hands channels_last inputs
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x_adv = registry.build_attack("aa", net, eps=1e-3, steps=2, n_queries=5)(inputs, y)
+        assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 1e-3 + 1e-6
+
+
+def test_notebook_07s_torchattacks_attacks_take_channels_last_inputs_under_bf16():
+    """Square, APGD-CE and APGD-T from torchattacks (notebook 07) on the fast path's channels_last inputs."""
+    import torch
+
+    from tpap_nb.experiments import adaptive
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10)).eval()
+    x = torch.rand(6, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    y = net(x).argmax(1)
+    counts = {"n_queries": 5, "apgd_steps": 2, "restarts": 1, "steps": 2}
+    for name in ("square", "apgd-ce", "apgd-t"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x_adv = adaptive._craft(name, net, None, x, y, 1e-3, counts, 10, 0)
+        assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 1e-3 + 1e-6, name

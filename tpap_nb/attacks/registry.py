@@ -114,8 +114,8 @@ def autoattack(model, x, y, eps, norm="Linf", version="standard", steps=100, n_q
     attacks.append(torchattacks.FAB(model, steps=steps, multi_targeted=True, n_classes=targets + 1, **common))
     attacks.append(torchattacks.Square(model, n_queries=n_queries, **common))
     devices = [x.device] if x.is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        return torchattacks.MultiAttack(attacks)(x, y)
+    with torch.random.fork_rng(devices=devices):  # contiguous x: FAB .view()s x.grad, which takes x's layout
+        return torchattacks.MultiAttack(attacks)(x.contiguous(), y)
 
 
 
