@@ -269,3 +269,15 @@ def test_fig7_sentence_calls_a_method_better_only_when_intervals_are_apart():
     small = [r | {"n": 20} for r in records]
     text = report.fig7_sentence(small)
     assert "better" not in text and "worse" not in text and "pgd20, fgsm and dim the two" in text
+
+
+def test_fig7_claims_say_not_measured_when_too_few_images_per_class():
+    """cluster_scores returns NaN k-NN accuracy when a class has fewer than 2 points (a small n_eval on CIFAR-10)."""
+    rec = lambda row, a, knn, n=40: {"row": row, "attack": a, "knn_acc": knn, "silhouette_2d": 0.0, "n": n}  # noqa: E731
+    records = [rec("PGD-AT", "clean", float("nan")), rec("PGD-AT", "pgd20", float("nan")),
+               rec("TPAP", "clean", float("nan")), rec("TPAP", "pgd20", float("nan"))]
+    claims = tsne.fig7_claims(records)
+    assert set(claims["TPAP vs PGD-AT (kNN)"]) == {"not measured"}
+    verdict = report.fig7_claims_sentence(claims)
+    assert "1 not measured: too few images per class" in verdict and "on 0 of 1" in verdict
+    report.fig7_sentence(records)  # says something, without raising

@@ -134,13 +134,18 @@ def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Seq
 def knn_interval(record: Mapping, level: float = 0.95) -> tuple[float, float]:
     """The Wilson interval (fractions) of a panel's k-NN accuracy: each of its n points is classified once across
     the cross-validation folds, so knn_acc * n of them are right (rounded)."""
-    n = int(record["n"])
-    return wilson(round(record["knn_acc"] * n), n, level)
+    n, acc = int(record["n"]), float(record["knn_acc"])
+    if acc != acc:  # NaN: too few points per class for the cross-validated k-NN (cluster_scores)
+        return float("nan"), float("nan")
+    return wilson(round(acc * n), n, level)
 
 
 def knn_verdict(record: Mapping, other: Mapping, level: float = 0.95) -> str:
-    """'better' / 'worse' when the two k-NN accuracies' intervals are apart, else 'intervals overlap'."""
+    """'better' / 'worse' when the two k-NN accuracies' intervals are apart, else 'intervals overlap' (also when
+    either could not be measured: 'not measured')."""
     (lo, hi), (olo, ohi) = knn_interval(record, level), knn_interval(other, level)
+    if lo != lo or olo != olo:
+        return "not measured"
     return "better" if lo > ohi else "worse" if hi < olo else "intervals overlap"
 
 

@@ -44,6 +44,11 @@ def fig7_sentence(records, model: str = "TPAP", baseline: str = "PGD-AT") -> str
     return "; ".join(parts) + ". " + ("; ".join(tail) + "." if tail else "")
 
 
+def _unmeasured(col) -> str:
+    k = int((col == "not measured").sum())
+    return f"; {k} not measured: too few images per class for the cross-validated k-NN" if k else ""
+
+
 def fig7_claims_sentence(claims: pd.DataFrame, model: str = "TPAP", baseline: str = "PGD-AT") -> str:
     """`tsne.fig7_claims` on the attacked panels in one verdict on the paper's claim (TPAP clusters better under
     attack), by k-NN accuracy with intervals; the silhouette is counted, not judged (it has no interval)."""
@@ -55,5 +60,6 @@ def fig7_claims_sentence(claims: pd.DataFrame, model: str = "TPAP", baseline: st
     return (f"**Measured, not eyeballed.** On the {n} attacks, {model}'s purified features separate the classes "
             f"better than {baseline}'s attacked features on {k} of {n} by k-NN accuracy with their 95 % intervals "
             f"apart ({int((col == 'worse').sum())} worse, {int((col == 'intervals overlap').sum())} within the "
-            f"intervals). The paper's claim ({model} clusters better under attack) {verdict}. The t-SNE silhouette, "
+            f"intervals{_unmeasured(col)}). The paper's claim ({model} clusters better under attack) {verdict}. "
+            f"The t-SNE silhouette, "
             f"which has no interval, is higher for {model} on {higher} of {n}.")
