@@ -52,10 +52,10 @@ def runtimes_table(figures: Path | None = None) -> str:
                     f"{on_gpu} |")
     if not rows:
         return "No run times recorded yet: `make run PROFILE=...` records them in figures/<profile>/runtimes.json."
-    where = f"{CPU}, {', '.join(_plural(t, 'torch thread') for t in sorted(threads))}" if threads else CPU
+    where = f"{CPU} ({' or '.join(str(t) for t in sorted(threads))} torch threads)" if threads else CPU
     return (f"Minutes per notebook under `make run` on {where} (`figures/<profile>/runtimes.json`; data: "
-            f"[docs/data.md](docs/data.md)); run them in order. A {CLASS_MINUTES}-minute class: {path} (its "
-            "minutes under *class*).\n\n" + head + "\n" + "\n".join(rows))
+            f"[docs/data.md](docs/data.md)); `cifar` from its shipped networks. "
+            f"A {CLASS_MINUTES}-minute class: {path} (*class*).\n\n" + head + "\n" + "\n".join(rows))
 
 
 # ---------------------------------------------------------------- qualified numbers

@@ -93,6 +93,16 @@ def _r(v: float, settings: dict) -> str:
     return radius(v)
 
 
+def _sweep_words(s: dict, best_xi: float, at_eps: float, pgd: dict, clean: dict) -> str:
+    """The xi sweep in one clause: its best xi, and the attack eps (the same point when the best is at eps)."""
+    eps = radius(s.get("attack_eps") or s["eps"]) if radius(s["eps"]).endswith("/255") else _r(at_eps, s)
+    at = f"{_f(pgd[at_eps])} % (clean {_f(clean[at_eps])} %)"
+    if best_xi == at_eps:
+        return f"PGD-20 accuracy is highest at xi = the attack eps, {eps}: {at}."
+    return (f"PGD-20 accuracy peaks at xi = {_r(best_xi, s)} ({_f(pgd[best_xi])} %, clean {_f(clean[best_xi])} %); "
+            f"at xi = {eps} (the attack eps) it is {at}.")
+
+
 def overfits(numbers: dict) -> bool:
     """FGSM-AT robustly overfitted (01's last epoch, bare model): PGD-20 <= 10 % while FGSM >= clean - 10 points."""
     return numbers["test_pgd20"] <= 10 and numbers["test_fgsm"] >= numbers["test_clean"] - 10
@@ -277,10 +287,8 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         f"{_f(bare['pgd20'])} / {_f(tpap['pgd20'])} (paper: {t6['without purification']['clean']} / "
         f"{t6['with purification']['clean']}, {t6['without purification']['fgsm']} / "
         f"{t6['with purification']['fgsm']}, {t6['without purification']['pgd20']} / "
-        f"{t6['with purification']['pgd20']}). The xi sweep (02): PGD-20 accuracy peaks at xi = {_r(best_xi, s)} "
-        f"({_f(pgd_by_xi[best_xi])} %, clean {_f(clean_by_xi[best_xi])} %); at xi = {_r(at_eps, s)} (the attack "
-        "eps) it is "
-        f"{_f(pgd_by_xi[at_eps])} % (clean {_f(clean_by_xi[at_eps])} %).",
+        f"{t6['with purification']['pgd20']}). The xi sweep (02): " + _sweep_words(s, best_xi, at_eps, pgd_by_xi,
+                                                                          clean_by_xi),
         "",
         f"![xi sweep]({img}/02_xi_sweep.png)",
         "",
