@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 from . import landing
-from .attacks.registry import radius
 from .config import PROFILE_STATUS, PROFILES, REPO, tracked_figures
+from .experiments.tsne import knn_verdict
 from .paper import TABLE2, TABLE6, TABLE7
+from .report.words import radius_in
 from .stats import wilson
 
 DEMO = "quick"  # the fully offline digits run that `make run` makes by default (the one place naming it)
@@ -67,13 +68,6 @@ def _ci(v, n) -> str:
     return f"{_f(v)} ({100 * low:.0f}-{100 * high:.0f})"
 
 
-def _apart(a: dict, b: dict) -> bool:
-    """a's k-NN accuracy above b's with their 95 % Wilson intervals apart (records of tsne: fractions, n)."""
-    low_a, _ = wilson(round(a["knn_acc"] * a["n"]), a["n"])
-    _, high_b = wilson(round(b["knn_acc"] * b["n"]), b["n"])
-    return low_a > high_b
-
-
 def _pci(v, n) -> str:
     """'47.6 % (44-51)': as `_ci`, with its unit, for sentences that stand alone."""
     ci = _ci(v, n)
@@ -86,16 +80,13 @@ def _device(text: str) -> str:
 
 
 def _r(v: float, settings: dict) -> str:
-    """A radius as the profile writes it: k/255 on the profiles whose eps is a whole number of 255ths (CIFAR-10),
-    e.g. 0.03 -> 7.65/255; else the number (digits: 0.3)."""
-    if radius(settings["eps"]).endswith("/255"):
-        return radius(v) if radius(v).endswith("/255") else f"{v * 255:.3g}/255"
-    return radius(v)
+    """A radius in the profile's unit (`report.radius_in` of its eps): 8/255 on CIFAR-10, 0.3 on digits."""
+    return radius_in(settings["eps"])(v)
 
 
 def _sweep_words(s: dict, best_xi: float, at_eps: float, pgd: dict, clean: dict) -> str:
     """The xi sweep in one clause: its best xi, and the attack eps (the same point when the best is at eps)."""
-    eps = radius(s.get("attack_eps") or s["eps"]) if radius(s["eps"]).endswith("/255") else _r(at_eps, s)
+    eps = _r(s.get("attack_eps") or at_eps, s)
     at = f"{_f(pgd[at_eps])} % (clean {_f(clean[at_eps])} %)"
     if best_xi == at_eps:
         return f"PGD-20 accuracy is highest at xi = the attack eps, {eps}: {at}."
@@ -259,7 +250,7 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     pgd_at_name = f"PGD-{s['pgd_steps']}-AT"
     recs = {(r["row"], r["attack"]): r for r in tsne["numbers"]["records"]}
     attacked = [k for (row, k) in recs if row == "TPAP" and k != "clean" and ("PGD-AT", k) in recs]
-    better = [k for k in attacked if _apart(recs["TPAP", k], recs["PGD-AT", k])]
+    better = [k for k in attacked if knn_verdict(recs["TPAP", k], recs["PGD-AT", k]) == "better"]
     cn = cost["numbers"]
     spread = seed_spread(s, measurements)
     n_c, split = s["n_eval"], c.get("eval_split", "test")
