@@ -60,7 +60,8 @@ def test_xi_sweep_sentence_says_best_xi_eps_and_the_paired_test():
     assert "at xi = eps = 8/255 it scores 40.0 % (95 % CI 30.9-49.8, n = 100)" in text
     assert "the best xi is better than xi = eps: xi = 6/255 above xi = 8/255" in text
     assert "goes from" not in text and "0.0235" not in text  # no wiggles, one unit
-    assert "costs accuracy: 76.0 % against the bare model's 80.0 % (4.0 points)" in text
+    # 80 -> 76 % of the same 100 images: not decided whatever the pairing, so no cost is claimed
+    assert "costs no accuracy that 100 images can detect: 76.0 % against the bare model's 80.0 %" in text
     assert "Its lowest in the sweep is 60.0 % at xi = 12/255." in text
     # The same curve, but the best xi gains on as many images as it loses beside eps: no "better".
     tie = [True] * 50 + [False] * 50
@@ -70,6 +71,10 @@ def test_xi_sweep_sentence_says_best_xi_eps_and_the_paired_test():
     # Without verdicts: no test, and the sentence says so; numbers with their Wilson interval from n.
     text = report.xi_sweep_sentence(rec, xi=eps, eps=eps, n=n)
     assert "not tested against each other" in text and "better" not in text
+    # A clean cost the paired test decides (90 -> 50 % of 100 images) is called a cost, with its interval.
+    steep = _sweep({"clean": [(0, 90.0), (eps, 50.0)], "pgd20": [(0, 5.0), (eps, 40.0)]})
+    text = report.xi_sweep_sentence(steep, xi=eps, eps=eps, n=n)
+    assert "costs accuracy: 50.0 % against the bare model's 90.0 %, -40.0 points (95 % CI" in text
 
 
 def test_xi_sweep_sentence_when_eps_is_best_or_missing():

@@ -6,7 +6,7 @@ and returns Markdown. Accuracies are in %. The example panel's sentence is `word
 """
 from __future__ import annotations
 
-from ..stats import compare, compare_sentence, paired, pct_ci
+from ..stats import compare, compare_sentence, diff_text, paired, pct_ci
 from .words import TOL, _bools, change, direction, join, percent, radius_in
 
 NAMES = {"clean": "clean images", "fgsm": "FGSM", "pgd20": "PGD-20"}
@@ -134,9 +134,16 @@ def xi_sweep_sentence(records: list[dict], xi: float, eps: float, names: dict | 
         bare, at_eps = _at(pts, 0.0), _at(pts, eps)
         if bare is not None and at_eps is not None:
             cost = bare - at_eps
-            text += (f" On clean images purification at xi = eps {'costs' if cost > tol else 'does not cost'} "
-                     f"accuracy: {percent(at_eps)} against the bare model's {percent(bare)}"
-                     + (f" ({cost:.1f} points)." if cost > tol else f" (within {tol:g} point)."))
+            head = " On clean images purification at xi = eps"
+            both = f"{percent(at_eps)} against the bare model's {percent(bare)}"
+            if n:  # the same n images on both sides: a paired test on the counts (least favourable pairing)
+                c = compare(at_eps, bare, n)
+                text += (f"{head} {'costs' if c['diff'] < 0 else 'raises'} accuracy: {both}, {diff_text(c)}."
+                         if c["decided"] else
+                         f"{head} costs no accuracy that {n} images can detect: {both}.")
+            else:
+                text += (f"{head} {'costs' if cost > tol else 'does not cost'} accuracy: {both}"
+                         + (f" ({cost:.1f} points)." if cost > tol else f" (within {tol:g} point)."))
             low = min((p for p in pts if p[0] > 0), key=lambda p: p[1], default=None)
             if low is not None and bare - low[1] > tol and low[0] != eps:
                 text += f" Its lowest in the sweep is {percent(low[1])} at xi = {r(low[0])}."

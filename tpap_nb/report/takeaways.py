@@ -25,8 +25,8 @@ TAKEAWAYS: dict[str, tuple[str, str, str]] = {
            "examples, one step of size alpha = eps.",
            "Trained so, the network can robustly overfit FGSM: right on FGSM examples, wrong on PGD ones. TPAP "
            "needs exactly this, so it must be tested (Sec. 3.2), not assumed.",
-           "Training curves are read on held-out test images too: the overfitting TPAP relies on shows on the "
-           "training images and on the test images alike."),
+           "Training curves are read on held-out images too (test images, or a validation split held out of "
+           "training): the overfitting TPAP relies on shows on the training images and on unseen ones alike."),
     "02": ("Purification is one signed-gradient step away from the predicted label; on an FGSM-RO network that "
            "step lands where the network is right, which undoes a PGD attack.",
            "xi trades robustness for clean accuracy. The paper's xi = eps is a choice, to be made on a validation "
@@ -111,10 +111,15 @@ def _exp_00(num, s):
                      f"{_pct(num[k]['TPAP (%)'], n, 100)}" for k in rows)
 
 
+def _split(num) -> str:
+    """The held-out images a training history was measured on: 'test', or 'validation' (held out of training)."""
+    return "validation" if num.get("eval_split") in ("val", "validation") else "test"
+
+
 def _exp_01(num, s):
     n = _n(s, "n_eval")
     return (f"at the last epoch, train FGSM {_pct(num['train_fgsm'], n, 100)} and train PGD-20 "
-            f"{_pct(num['train_pgd20'], n, 100)}; on test images PGD-20 leaves the bare model "
+            f"{_pct(num['train_pgd20'], n, 100)}; on {_split(num)} images PGD-20 leaves the bare model "
             f"{_pct(num['test_pgd20'], n, 100)} and TPAP {_pct(num['tpap_pgd20'], n, 100)}")
 
 
