@@ -177,12 +177,16 @@ def test_differences_are_rendered_from_the_run():
                {"attack": "pgd20", "acc_tpap": 70.0, "acc_bare": 3.0}]
     text = report.table2_differences(cfg, records, {"tpap": 0.9, "bare": 0.92}, {"clean": 86.25, "fgsm": 61.41,
                                                                           "pgd20": 79.06}, 100)
-    assert "`small_cnn` on `digits`" in text and "not comparable" in text
+    assert "`small_cnn` on `digits`" in text and "not the absolute numbers" in text
+    assert "model small_cnn (paper: resnet18); attack eps 0.3 (paper: 8/255)" in text and "width" not in text
     assert "loses 50.0 points here (95 % CI 35.5 to 61.6) and 24.8 in the paper (more here)" in text
     assert "keeps 3.0 % (95 % CI 1.0-8.5, n = 100) and TPAP 70.0 % (95 % CI 60.4-78.1, n = 100) here" in text
     assert "the paper reports 79.1 % for TPAP (above our interval)" in text
     paper_cfg = tp.get_profile("paper")
     assert "The setups match" in report.table2_differences(paper_cfg, records, {"tpap": 0.9}, {}, 10)
+    cifar = report.table2_differences(tp.get_profile("cifar"), records, {"tpap": 0.9}, {}, 10)
+    assert "attack eps 8/255" in cifar and "The setups match" not in cifar  # same data and model, not the same run
+    assert "width 16 (paper: 64); training epochs 16 (paper: 150); training eps 12/255 (paper: 8/255)" in cifar
 
 
 def test_bare_and_purified_maps_a_renamed_row_to_the_papers():

@@ -225,3 +225,16 @@ def test_autoattack_targets_9_classes_without_patching(monkeypatch, ro_model, te
     assert "n_target_classes" not in inspect.getsource(registry.autoattack).replace("n_target_classes = n_classes", "")
     src = inspect.getsource(adaptive)
     assert "torchattacks.AutoAttack" not in src and "autoattack(target, x, y, eps, seed=seed" in src
+
+
+def test_minimal_norm_sentence_calls_a_budgeted_twin_that_moved_nothing_weak():
+    def rec(attack, bare, tpap, unchanged, label):
+        return {"attack": attack, "acc_bare": bare, "acc_tpap": tpap, "unchanged": unchanged, "n": 200,
+                "label": f"{attack} ({label}, n = 200)"}
+    recs = [rec("cw2", 0.0, 19.5, 0.0, "10 iterations, unbounded"), rec("cw2_l2", 0.0, 19.5, 0.0, "L2 <= 0.5"),
+            rec("ddn", 0.0, 29.5, 51.5, "20 iterations, unbounded"), rec("ddn_l2", 48.5, 48.5, 100.0, "L2 <= 0.5")]
+    text = report.minimal_norm_sentence(recs, clean_tpap=48.5)  # cifar's run: DDN-20 found nothing within 0.5
+    assert "`ddn_l2` leaves the bare model 48.5 % and TPAP 48.5 % (it returned every input unchanged" in text
+    assert "a weak attack, not robustness; `cw2_l2` under the same budget leaves the bare model 0.0 %" in text
+    recs[3] = rec("ddn_l2", 10.0, 30.0, 60.0, "L2 <= 0.5")  # it moved some inputs: no such remark
+    assert "weak attack" not in report.minimal_norm_sentence(recs, clean_tpap=48.5)

@@ -113,3 +113,13 @@ def test_each_notebook_says_what_to_expect_and_ends_with_three_takeaways(path):
 def test_start_here_lists_every_profile():
     first = "".join(_cells(NOTEBOOKS[0])[0]["source"])
     assert all(f"| `{p}` |" in first for p in config.PROFILES)
+
+
+def test_on_this_run_tests_two_numbers_on_the_same_images():
+    from tpap_nb import report
+    far = report.on_this_run({"bare": 0.0, "TPAP": 0.634}, 500, paired=True)
+    assert "second minus first: +63.4 points (95 % CI" in far
+    near = report.on_this_run({"PGD-AT bare": 37.0, "PGD-AT + TPAP": 31.0}, 200, percent=True, paired=True)
+    assert "the two do not differ at n = 200" in near and "points" not in near  # cifar's 03: 6 points on 200
+    assert "paired" not in report.on_this_run({"bare": 0.0, "TPAP": 0.634}, 500)  # only where asked
+    assert "paired" not in report.on_this_run({"a": 37.0, "b": None}, 200, percent=True, paired=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..attacks.base import fgsm, pgd
-from ..attacks.registry import TABLE2_ATTACKS, attack_info, attack_label
+from ..attacks.registry import TABLE2_ATTACKS, attack_info, attack_label, radius
 from ..evaluate import pgd20_attack, predict, robust_accuracy, robust_predictions
 from ..purify import purify
 
@@ -204,7 +204,7 @@ def checks_table(eps_rows: list[dict], iters: dict, zero_tol: float = 5.0) -> li
     """The two sanity checks of a table as rows: name, measured value, passed."""
     last = eps_rows[-1]
     return [
-        {"check": f"bare accuracy at eps {last['eps']:.3g} <= {zero_tol}%", "value": last["acc_bare"],
+        {"check": f"bare accuracy at eps {radius(last['eps'])} <= {zero_tol}%", "value": last["acc_bare"],
          "passed": last["acc_bare"] <= zero_tol},
         {"check": "accuracy never rises with eps (bare)", "value": None,
          "passed": all(a["acc_bare"] >= b["acc_bare"] - 1 for a, b in zip(eps_rows, eps_rows[1:]))},

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..attacks.registry import UNBOUNDED
-from ..config import PAPER_EPS
+from ..config import PAPER_EPS, PROFILES
 from ..experiments.fig5 import label_leaking
 from ..stats import compare, count_of, diff_text, pct_ci, unpack_verdicts, wilson
 from ..train import robust_overfitting_test
+from .words import radius, radius_in
 
 # ----------------------------------------------------------------------------- numbers with their uncertainty
 
@@ -80,13 +81,22 @@ def table2_differences(cfg: Mapping, records: list[dict], clean: dict, paper: di
     inputs; paper: the paper's TPAP row of Tab. 2; star_records: TPAP*'s records when it ran.
     """
     eps, xi = cfg["attack_eps"], cfg["xi"]
-    same_setup = cfg["dataset"] == "cifar10" and cfg["model"] == "resnet18" and abs(eps - PAPER_EPS) < 1e-9
+    authors = PROFILES["paper"]  # the authors' setting (Sec. 4.1.2)
     by = {r["attack"]: r for r in records}
-    lines = [f"- **Data and model.** This run: `{cfg['model']}` on `{cfg['dataset']}`, attack eps {eps:.3g}, "
+    r = radius_in(eps)
+    setup = {"data": (cfg["dataset"], authors["dataset"]), "model": (cfg["model"], authors["model"]),
+             "width": (cfg.get("width"), authors["width"]),
+             "training epochs": (cfg.get("epochs"), authors["epochs"]),
+             "training eps": (r(cfg.get("eps", eps)), radius(authors["eps"])), "attack eps": (r(eps), radius(PAPER_EPS))}
+    if setup["data"][0] != setup["data"][1] or setup["model"][0] != setup["model"][1]:
+        setup = {k: setup[k] for k in ("data", "model", "attack eps")}  # another network: its width says nothing
+    differ = [f"{k} {ours} (paper: {theirs})" for k, (ours, theirs) in setup.items() if ours != theirs]
+    lines = [f"- **Data and model.** This run: `{cfg['model']}` on `{cfg['dataset']}`, attack eps {r(eps)}, "
              f"n = {n} test images; the paper: ResNet-18 on CIFAR-10 at 8/255. "
-             + ("The setups match, so the numbers can be compared directly (up to n and the seed)."
-                if same_setup else "Absolute numbers are not comparable, only the pattern of each row.")]
-    lines.append(f"- **xi.** The paper fixes xi = eps; this run purifies with xi = {xi:.3g} ({xi / eps:.2g} eps)"
+             + ("The setups match, so the numbers can be compared directly (up to n and the seed)." if not differ
+                else f"The setups differ in {'; '.join(differ)}: compare the pattern of each row, not the absolute "
+                     "numbers.")]
+    lines.append(f"- **xi.** The paper fixes xi = eps; this run purifies with xi = {r(xi)} ({xi / eps:.2g} eps)"
                  + ("." if abs(xi - eps) < 1e-9 else ": the README's section on the profile says how it was chosen."))
     clean_tpap = 100 * clean["tpap"]
     if "fgsm" in by and "fgsm" in paper:
@@ -243,6 +253,13 @@ def minimal_norm_sentence(records: list[dict], clean_tpap: float) -> str:
             t = by[twin]
             text += (f"; its budgeted twin `{twin}` leaves the bare model {t['acc_bare']:.1f} % and TPAP "
                      f"{t['acc_tpap']:.1f} %")
+            if t.get("unchanged", 0) >= 99.95:  # nothing found within the budget: a weak attack, not robustness
+                stronger = [(o, by[o]) for o in UNBOUNDED.values() if o != twin and o in by
+                            and budget_of(by[o]) == budget_of(t) and by[o]["acc_bare"] < t["acc_bare"]]
+                text += (" (it returned every input unchanged: in its iterations it found no adversarial example "
+                         f"within {budget_of(t)}, so this column measures a weak attack, not robustness"
+                         + "".join(f"; `{o}` under the same budget leaves the bare model {r['acc_bare']:.1f} %"
+                                   for o, r in stronger) + ")")
         parts.append(text)
     if not parts:
         return "No unbounded minimal-norm attack (cw2, ddn, sta) in these records."
