@@ -129,18 +129,11 @@ def test_pick_examples_draws_with_the_seed():
     assert any(d[:3] != [1, 5, 9] for d in draws.values())  # not the first ones
 
 
-def test_deepest_spatial_layer_and_resolution_note():
+def test_spatial_layers_list_each_block_with_its_map():
     model = tp.build_model("small_cnn", 10, 1, width=4)
     x = torch.rand(2, 1, 8, 8)
     layers = dict(gradcam.spatial_layers(model, x))
     assert layers["body.0"] == (8, 8) and layers["body.3"] == (4, 4) and layers["body.6"] == (2, 2)
-    name, hw = gradcam.deepest_spatial_layer(model, x)
-    assert (name, hw) == ("body.6", (2, 2)) and gradcam.find_layer(model, name) is model.cam_layer
-    name, hw = gradcam.deepest_spatial_layer(model, torch.rand(1, 1, 4, 4))  # smaller images: an earlier block
-    assert hw[0] * hw[1] > 1 and name != "body.6"
-    note = gradcam.resolution_note((2, 2), (8, 8))
-    assert "2x2 map for 8x8" in note and "4x4 pixels" in note and "beyond it" in note
-    assert "beyond it" not in gradcam.resolution_note((7, 7), (224, 224))
 
 
 def test_shown_correct_gives_each_columns_verdicts_on_the_shown_examples():

@@ -112,14 +112,6 @@ def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[i
     return [(prefix + n, s[-2:]) for n, s in shapes.items() if len(s) == 4]
 
 
-def deepest_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, tuple[int, int]]:
-    """The last block whose output still has spatial extent (more than one cell), and that extent: Fig. 6's layer."""
-    spatial = [(n, hw) for n, hw in spatial_layers(model, x) if hw[0] * hw[1] > 1]
-    if not spatial:
-        raise ValueError("No block of the model keeps a spatial map on these inputs; Grad-CAM has nothing to show.")
-    return spatial[-1]
-
-
 def conv_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, int]]]:
     """(dotted name, output h x w) of every conv layer and every block built of them, in the order their outputs
     are computed, probed with forward hooks on one image; a block that hands on its last child's tensor unchanged
@@ -177,21 +169,6 @@ def layer_choice_note(model: nn.Module, x: torch.Tensor, layer_name: str) -> str
     else:
         text += (f": {h * w} cells say only roughly where (which half or quarter), so correlations between maps "
                  "are all it supports; object vs background, outline vs interior are beyond it.")
-    return text
-
-
-def resolution_note(layer_hw: tuple[int, int], image_hw: tuple[int, int], layer_name: str = "") -> str:
-    """What maps of a `layer_hw` layer on `image_hw` images can and cannot show, in words."""
-    (h, w), (H, W) = layer_hw, image_hw
-    cell = f"{H / h:.3g}x{W / w:.3g}"
-    text = (f"The Grad-CAM layer{f' `{layer_name}`' if layer_name else ''} outputs a {h}x{w} map for {H}x{W} "
-            f"images: one map cell covers {cell} pixels, drawn as a block (nearest interpolation) rather than "
-            f"smoothed into detail the layer does not have. A map can say which of its {h * w} cells carries the "
-            f"evidence for a class; it cannot place anything inside a cell, so a shape narrower than {cell} pixels, "
-            "an outline or an interior, is below what it resolves.")
-    if h * w <= 16:
-        text += (f" With {h * w} cells, read the map as *where roughly*: the correlation with the clean map and "
-                 "the object share are the measures it supports; outline vs interior is beyond it.")
     return text
 
 
