@@ -87,7 +87,8 @@ def table2_differences(cfg: Mapping, records: list[dict], clean: dict, paper: di
     setup = {"data": (cfg["dataset"], authors["dataset"]), "model": (cfg["model"], authors["model"]),
              "width": (cfg.get("width"), authors["width"]),
              "training epochs": (cfg.get("epochs"), authors["epochs"]),
-             "training eps": (r(cfg.get("eps", eps)), radius(authors["eps"])), "attack eps": (r(eps), radius(PAPER_EPS))}
+             "training eps": (r(cfg.get("eps", eps)), radius(authors["eps"])),
+             "attack eps": (r(eps), radius(PAPER_EPS))}
     if setup["data"][0] != setup["data"][1] or setup["model"][0] != setup["model"][1]:
         setup = {k: setup[k] for k in ("data", "model", "attack eps")}  # another network: its width says nothing
     differ = [f"{k} {ours} (paper: {theirs})" for k, (ours, theirs) in setup.items() if ours != theirs]
