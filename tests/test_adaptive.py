@@ -173,7 +173,7 @@ def test_evaluate_adaptive_records_and_worst_case(tiny):
     assert gradient_masking_flag(records) is (square < gradient)  # the rule, on these records
     assert ("its gradients are masked" in adaptive_verdict(records)) is (square < gradient)
     text = adaptive_verdict(records)
-    assert f"{by['TPAP', 'worst-case']['accuracy']:.1%}" in text
+    assert f"{100 * by['TPAP', 'worst-case']['accuracy']:.1f} %" in text
 
 
 def test_worst_case_is_per_sample():
@@ -227,8 +227,20 @@ def test_verdict_finds_the_papers_protocol_whatever_the_bare_source_is_called():
     records = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "transfer:bare FGSM-RO", 0.8), _rec("TPAP", "pgd-bpda", 0.1),
                _rec("TPAP", "worst-case", 0.1)]
     text = adaptive_verdict(records)
-    assert "Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps 80.0%" in text
-    assert "overstates robustness by 70.0 points" in text
+    assert "Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps 80.0 % (71.1-86.7)" in text
+    assert "overstates robustness by 70.0 points (+70.0 points (95 % CI" in text and "eps = 0.3 (xi = 0.15" in text
+
+
+def test_verdict_calls_worst_cases_apart_only_when_the_paired_test_decides():
+    recs = [_rec("TPAP", "clean", 0.49), _rec("TPAP", "transfer:bare FGSM-RO", 0.65), _rec("TPAP", "pgd-bpda", 0.0),
+            _rec("TPAP", "worst-case", 0.28), _rec("PGD-AT", "worst-case", 0.30), _rec("bare", "worst-case", 0.0)]
+    text = adaptive_verdict(recs)  # 28 vs 30 of the same 100 images: not apart; 28 vs 0: apart
+    assert "TPAP's worst case is not distinguishable from that of PGD-AT (30.0 % (21.9-39.6))" in text
+    assert "TPAP's worst case is above that of the bare model" in text
+    assert "no robustness beyond the best alternative" in text and "keeps an advantage" not in text
+    for r in recs:
+        r["eps"], r["xi"] = 8 / 255, (8 / 255 if r["defence"] == "TPAP" else None)
+    assert "at eps = 8/255 (xi = 8/255;" in adaptive_verdict(recs)
 
 
 def test_sanity_sentence_follows_the_sweep_and_the_masking_rule():

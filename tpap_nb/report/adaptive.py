@@ -3,44 +3,72 @@
 from __future__ import annotations
 
 from ..experiments.adaptive import GRADIENT_ATTACKS, gradient_masking_flag, protocol_attack, reaches_zero
+from ..stats import compare, diff_text, pct_ci
+from .words import radius_in
+
+
+def _acc(a: float, n: int | None) -> str:
+    """'65.0 % (55.3-73.6)' (Wilson 95 %) for an accuracy (fraction) on n images; '65.0 %' without n."""
+    return pct_ci(round(a * n), n, short=True) if n else f"{100 * a:.1f} %"
+
+
+def _compare(a: float, b: float, n: int | None) -> dict | None:
+    """The paired test on two accuracies (fractions) of the same n images, from their counts (least favourable
+    pairing: decided whatever the per-image verdicts were), or None without n."""
+    return compare(100 * a, 100 * b, n) if n else None
 
 
 def adaptive_verdict(records: list[dict]) -> str:
-    """The one-paragraph conclusion of an evaluate_adaptive run, written from its records alone."""
+    """The one-paragraph conclusion of an evaluate_adaptive run, written from its records alone. Every accuracy
+    carries its 95 % interval, and one is called above or below another only when the paired test on the same
+    images decides it (`stats.compare`)."""
     by = {(r["defence"], r["attack"]): r["accuracy"] for r in records}
     worst = {r["defence"]: r for r in records if r["attack"] == "worst-case"}
     if "TPAP" not in worst:
         raise ValueError("verdict needs the records of evaluate_adaptive (with a TPAP worst-case row).")
     t, acc = worst["TPAP"], worst["TPAP"]["accuracy"]
-    text = [f"On {t['n']} test images at eps = {t['eps']:.4g} (xi = {t['xi']:.4g})"
-            + (f", TPAP is {by['TPAP', 'clean']:.1%} accurate on clean images"
-               if ("TPAP", "clean") in by else "")]
+    n, r = t.get("n"), radius_in(t["eps"])
+    text = [f"On {n} test images at eps = {r(t['eps'])} (xi = {r(t['xi'])}; accuracies with their 95 % "
+            "intervals)" + (f", TPAP is {_acc(by['TPAP', 'clean'], n)} accurate on clean images"
+                            if ("TPAP", "clean") in by else "")]
     paper = by.get(("TPAP", protocol_attack(records)))
     if paper is not None:
         text.append(f"Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps "
-                    f"{paper:.1%}")
-    attacked = [r for r in records if r["defence"] == "TPAP" and r["attack"] not in ("clean", "worst-case")]
+                    f"{_acc(paper, n)}")
+    attacked = [x for x in records if x["defence"] == "TPAP" and x["attack"] not in ("clean", "worst-case")]
     if attacked:
-        best = min(attacked, key=lambda r: r["accuracy"])
+        best = min(attacked, key=lambda x: x["accuracy"])
         text.append(f"Attacked as a whole pipeline F(x) = f(P(x)), its per-sample worst case over "
-                    f"{len(attacked)} attacks is {acc:.1%} (strongest: {best['attack']}, "
-                    f"{best['accuracy']:.1%})")
+                    f"{len(attacked)} attacks is {_acc(acc, n)} (strongest: {best['attack']}, "
+                    f"{100 * best['accuracy']:.1f} %)")
     if paper is not None:
-        text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points"
-                    if paper - acc > 0.005 else "Adaptive attacks do no better than the paper's protocol")
-    others = {"the bare model" if d == "bare" else d: r["accuracy"] for d, r in worst.items() if d != "TPAP"}
+        c = _compare(paper, acc, n)
+        if c is None:
+            text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points"
+                        if paper - acc > 0.005 else "Adaptive attacks do no better than the paper's protocol")
+        elif c["decided"] and c["diff"] > 0:
+            text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points "
+                        f"({diff_text(c)})")
+        else:
+            text.append(f"Adaptive attacks are not shown to do better than the paper's protocol at n = {n}")
+    others = {"the bare model" if d == "bare" else d: x["accuracy"] for d, x in worst.items() if d != "TPAP"}
+    ahead = []
     for label, other in others.items():
-        rel = "above" if acc > other + 0.005 else "below" if acc < other - 0.005 else "level with"
-        text.append(f"TPAP's worst case is {rel} that of {label} ({other:.1%})")
-    names = {r["attack"] for r in attacked}
+        c = _compare(acc, other, n)
+        if c is None:
+            rel = "above" if acc > other + 0.005 else "below" if acc < other - 0.005 else "level with"
+        else:
+            rel = ("above" if c["diff"] > 0 else "below") if c["decided"] else "not distinguishable from"
+        ahead.append(rel == "above")
+        text.append(f"TPAP's worst case is {rel} that of {label} ({_acc(other, n)})")
+    names = {x["attack"] for x in attacked}
     if "square" in names and names & set(GRADIENT_ATTACKS):
         text.append("Square, which uses no gradients, beats every gradient attack on TPAP: its gradients "
                     "are masked and the gradient-attack numbers are loose upper bounds"
                     if gradient_masking_flag(records) else
                     "Square, which uses no gradients, does not beat the gradient attacks: no sign of masking")
     if others:
-        text.append("Under adaptive attacks TPAP keeps an advantage over the alternatives"
-                    if acc > max(others.values()) + 0.005 else
+        text.append("Under adaptive attacks TPAP keeps an advantage over every alternative" if all(ahead) else
                     "Under adaptive attacks TPAP gives no robustness beyond the best alternative")
     text.append("All robust accuracies are upper bounds: a stronger attack can only lower them")
     return ". ".join(text) + "."
@@ -52,8 +80,9 @@ def adaptive_sanity_sentence(sweep: list[dict], records: list[dict] | None = Non
         raise ValueError("sanity_sentence needs the records of eps_sweep (one per eps).")
     pts = sorted(sweep, key=lambda r: r["eps"])
     first, last = pts[0], pts[-1]
-    text = (f"Adaptive {first['attack']} on F takes TPAP from {first['accuracy']:.1%} at eps = {first['eps']:.3g} "
-            f"to {last['accuracy']:.1%} at eps = {last['eps']:.3g}: ")
+    r = radius_in(next((p["eps"] for p in pts if p["eps"] > 0), 1.0))
+    text = (f"Adaptive {first['attack']} on F takes TPAP from {first['accuracy']:.1%} at eps = {r(first['eps'])} "
+            f"to {last['accuracy']:.1%} at eps = {r(last['eps'])}: ")
     text += ("it reaches about 0, so the attack can break F when the budget allows"
              if reaches_zero(sweep, tol) else
              f"it stays above {tol:.0%}, so the attack (or its gradient through P) is too weak and every "
