@@ -227,7 +227,7 @@ def test_verdict_finds_the_papers_protocol_whatever_the_bare_source_is_called():
     records = [_rec("TPAP", "clean", 0.9), _rec("TPAP", "transfer:bare FGSM-RO", 0.8), _rec("TPAP", "pgd-bpda", 0.1),
                _rec("TPAP", "worst-case", 0.1)]
     text = adaptive_verdict(records)
-    assert "Under the paper's protocol (PGD crafted on the bare model, then purified) it keeps 80.0 % (71.1-86.7)" in text
+    assert "(PGD crafted on the bare model, then purified) it keeps 80.0 % (71.1-86.7)" in text
     assert "overstates robustness by 70.0 points (+70.0 points (95 % CI" in text and "eps = 0.3 (xi = 0.15" in text
 
 
