@@ -194,3 +194,9 @@ def test_the_spread_is_rendered_from_seed_records(tmp_path):
     assert "1 of 2 end robustly overfitted" in text  # seed 1: FGSM 50 % against clean 90 %
     records.write_text(json.dumps(lines[0]) + "\n")
     assert readme.seed_spread(settings, folder) == ""  # one seed is no spread
+
+
+def test_the_shipped_network_is_reported_on_its_test_images_with_intervals():
+    text = readme.shipped_sentence("cifar")  # checkpoints/*.json: measured on 1,000 test images when exported
+    assert "1,000 test images" in text and "PGD-20 0.0 (0-0.4)" in text  # a bound below 1 keeps its decimal
+    assert readme.shipped_sentence("quick") == ""  # nothing shipped: no sentence

@@ -26,6 +26,7 @@ from .config import PROFILE_STATUS, PROFILES, REPO, tracked_figures
 from .experiments.tsne import knn_verdict
 from .paper import TABLE2, TABLE6, TABLE7
 from .report.words import radius_in
+from .runs import shipped_records
 from .stats import wilson
 
 DEMO = "quick"  # the fully offline digits run that `make run` makes by default (the one place naming it)
@@ -64,8 +65,13 @@ def _ci(v, n) -> str:
     """'47.6 (44-51)': an accuracy in percent on n images with its 95 % Wilson interval."""
     if v is None or not n or (isinstance(v, float) and math.isnan(v)):
         return _f(v)
-    low, high = wilson(round(v * n / 100), n)
-    return f"{_f(v)} ({100 * low:.0f}-{100 * high:.0f})"
+    low, high = (100 * b for b in wilson(round(v * n / 100), n))
+    return f"{_f(v)} ({_bound(low)}-{_bound(high)})"
+
+
+def _bound(b: float) -> str:
+    """An interval bound in whole points, with one decimal below 1 (so 0.4 is not written as 0)."""
+    return f"{b:.1f}" if 0 < b < 1 else f"{b:.0f}"
 
 
 def _pci(v, n) -> str:
@@ -92,6 +98,20 @@ def _sweep_words(s: dict, best_xi: float, at_eps: float, pgd: dict, clean: dict)
         return f"PGD-20 accuracy is highest at xi = the attack eps, {eps}: {at}."
     return (f"PGD-20 accuracy peaks at xi = {_r(best_xi, s)} ({_f(pgd[best_xi])} %, clean {_f(clean[best_xi])} %); "
             f"at xi = {eps} (the attack eps) it is {at}.")
+
+
+def shipped_sentence(profile: str, folder: Path | None = None) -> str:
+    """The profile's shipped FGSM-RO network on its 1,000 test images (checkpoints/<name>.json, measured when it
+    was exported), bare and with TPAP, each with its 95 % interval; '' where the profile ships none."""
+    rec = next((r for r in shipped_records(folder) if r.get("profile") == profile and r.get("recipe") == "fgsm"
+                and r.get("test")), None)
+    if rec is None:
+        return ""
+    t, n = rec["test"], rec["n_test"]
+    return (f"**The shipped network, {n:,} test images** (`checkpoints/`): bare clean "
+            f"{_ci(100 * t['test_clean'], n)}, FGSM {_ci(100 * t['test_fgsm'], n)}, PGD-20 "
+            f"{_ci(100 * t['test_pgd20'], n)}; with TPAP clean {_ci(100 * t['tpap_clean'], n)}, PGD-20 "
+            f"{_ci(100 * t['tpap_pgd20'], n)}.")
 
 
 def overfits(numbers: dict) -> bool:
@@ -258,7 +278,7 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
              if not math.isclose(attack_eps, eps) else f"eps = {_r(eps, s)}")
     width = f" w{s['width']}" if s.get("width") else ""
     lines = [
-        f"From `{img}/*.json` (`make run PROFILE={s['profile']}`): {s['dataset']}, {s['model']}{width}, {radii}, "
+        f"From `{img}/*.json`: {s['dataset']}, {s['model']}{width}, {radii}, "
         f"xi = {_r(s['xi'], s)}, {_device(curves['device'])}; accuracies in % with 95 % "
         f"intervals; the run's account: [{_account(s['profile'])}]({_account(s['profile'])})."
         + (f" **`{s['profile']}`: {PROFILE_STATUS[s['profile']].split(':')[0]}.**" if s["profile"] in PROFILE_STATUS
@@ -272,6 +292,7 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         "",
         f"![training curves]({img}/01_training_curves.png)",
         "",
+        *([shipped, ""] if (shipped := shipped_sentence(s["profile"])) else []),
         f"**Tab. 6 (03, {s['n_attack']} test images, ±{_half_width(s['n_attack']):.1f} points at most).** "
         "Without / with purification: clean "
         f"{_f(bare['clean'])} / {_f(tpap['clean'])}, FGSM {_f(bare['fgsm'])} / {_f(tpap['fgsm'])}, PGD-20 "
@@ -284,8 +305,8 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
         f"![xi sweep]({img}/02_xi_sweep.png)",
         "",
         f"**Tab. 2 (03, {s['n_attack']} test images, ±{_half_width(s['n_attack']):.1f} points at most; crafted on "
-        "the bare model, then purified; five of its "
-        "fifteen columns, all and Tab. 7 in [docs/tables.md](docs/tables.md)).** As run: " + _labels(s) + ".",
+        "the bare model, then purified; 5 of 15 "
+        "columns, the rest and Tab. 7: [docs/tables.md](docs/tables.md)).** As run: " + _labels(s) + ".",
         "",
         "| | " + " | ".join(HEADS[COLUMNS.index(k)] for k in SHORT) + " |",
         "|---|" + "---|" * len(SHORT),
@@ -305,9 +326,8 @@ def profile_section(figures: Path, measurements: Path | None = None, brief: bool
     if brief:
         keep = ("From ", "**Robust overfitting", "![training curves]")
         paragraphs = [p.split(" **Spread:**")[0] for p in "\n".join(lines).split("\n\n") if p.startswith(keep)]
-        return "\n\n".join(paragraphs + [f"Its figures: `{img}/`; its seeds' spread: "
-                                          f"[{_account(s['profile'])}]({_account(s['profile'])}); Tab. 2 in full: "
-                                          "[docs/tables.md](docs/tables.md)."])
+        return "\n\n".join(paragraphs + [f"Its figures: `{img}/`; seeds: [{_account(s['profile'])}]"
+                                          f"({_account(s['profile'])}); Tab. 2: [docs/tables.md](docs/tables.md)."])
     return "\n".join(lines)
 
 
