@@ -274,3 +274,5 @@ def test_fig7_claims_say_not_measured_when_too_few_images_per_class():
     verdict = report.fig7_claims_sentence(claims)
     assert "1 not measured: too few images per class" in verdict and "on 0 of 1" in verdict
     report.fig7_sentence(records)  # says something, without raising
+    text = report.fig7_sentence(records)  # the panels' sentence too: no 'nan %', no change of an unmeasured score
+    assert "nan" not in text and "is not measured (too few images per class" in text and "changes by" not in text

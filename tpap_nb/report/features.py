@@ -9,8 +9,18 @@ from .words import join
 
 
 def _ci(record) -> str:
+    if pd.isna(record["knn_acc"]):
+        return "not measured (too few images per class for the cross-validated k-NN)"
     lo, hi = knn_interval(record)
     return f"{100 * record['knn_acc']:.0f} % (95 % CI {100 * lo:.0f}-{100 * hi:.0f}, n = {int(record['n'])})"
+
+
+def _points(d: float) -> str:
+    """A change of k-NN accuracy (fractions) in whole points: '+17', '-23', '0' (never '-0'), 'not measured'."""
+    if pd.isna(d):
+        return "not measured"
+    text = f"{100 * d:+.0f}"
+    return "0" if text in ("+0", "-0") else text
 
 
 def fig7_sentence(records, model: str = "TPAP", baseline: str = "PGD-AT") -> str:
@@ -22,10 +32,10 @@ def fig7_sentence(records, model: str = "TPAP", baseline: str = "PGD-AT") -> str
         if (row, "clean") not in df.index:
             continue
         base = df.loc[(row, "clean")]
-        changes = ", ".join(f"{a} {100 * (df.loc[(row, a)].knn_acc - base.knn_acc):+.0f}" for a in df.loc[row].index
+        changes = ", ".join(f"{a} {_points(df.loc[(row, a)].knn_acc - base.knn_acc)}" for a in df.loc[row].index
                             if a != "clean")
-        parts.append(f"{row}'s k-NN accuracy is {_ci(base)} on clean inputs and changes by {changes} points "
-                     "under the attacks")
+        parts.append(f"{row}'s k-NN accuracy is {_ci(base)} on clean inputs"
+                     + (f" and changes by {changes} points under the attacks" if not pd.isna(base.knn_acc) else ""))
     attacks = [a for a in df.loc[model].index if a != "clean" and (baseline, a) in df.index]
     verdicts = {a: knn_verdict(df.loc[(model, a)], df.loc[(baseline, a)]) for a in attacks}
     better = [a for a, v in verdicts.items() if v == "better"]
@@ -41,7 +51,7 @@ def fig7_sentence(records, model: str = "TPAP", baseline: str = "PGD-AT") -> str
     if even:
         tail.append(f"under {join(even)} the two k-NN accuracies' 95 % intervals overlap, so this run shows no "
                     "difference there")
-    return "; ".join(parts) + ". " + ("; ".join(tail) + "." if tail else "")
+    return ("; ".join(parts) + ". " + ("; ".join(tail) + "." if tail else "")).strip()
 
 
 def _unmeasured(col) -> str:
