@@ -224,7 +224,8 @@ def export(cfg: Mapping, recipe: str, n_test: int = 1000, folder: Path | None = 
         test = evaluate_epoch(model, data, cfg | {"n_eval": n_test})
     secs = [h["train_seconds"] for h in state["history"]]
     rec = {"format": SHIPPED_FORMAT, "name": name, "settings": json.loads(json.dumps(recipe_spec(cfg), default=str)),
-           "profile": cfg.get("profile"), "recipe": recipe, "seed": cfg["seed"], "dataset_source": data.source,
+           "profile": cfg.get("profile"), "recipe": recipe, "seed": cfg["seed"],
+           "dataset_source": data.source.replace(f"{REPO}/", ""),  # no machine's absolute path in a shipped file
            "commit": git_commit(), "runtime": state["meta"].get("runtime"),
            "runtime_label": _label(state["meta"].get("runtime")), "versions": state["meta"].get("versions"),
            "epochs": len(state["history"]), "train_seconds": sum(secs), "median_epoch_seconds": statistics.median(secs),
