@@ -238,3 +238,13 @@ def test_minimal_norm_sentence_calls_a_budgeted_twin_that_moved_nothing_weak():
     assert "a weak attack, not robustness; `cw2_l2` under the same budget leaves the bare model 0.0 %" in text
     recs[3] = rec("ddn_l2", 10.0, 30.0, 60.0, "L2 <= 0.5")  # it moved some inputs: no such remark
     assert "weak attack" not in report.minimal_norm_sentence(recs, clean_tpap=48.5)
+
+
+def test_budget_of_reads_each_kind_of_label():
+    from tpap_nb.report.benchmark import budget_of
+    assert budget_of({"label": "pgd20 (20 x 0.003, random start, 1 restart, eps 8/255, n = 200)"}) == "eps 8/255"
+    assert budget_of({"label": "ddn_l2 (20 iterations, L2 <= 0.5, n = 200)"}) == "L2 <= 0.5"
+    flawed = ("sta_advertorch [reproduction of a flaw] (5 rounds x 10 L-BFGS iterations, constant 1 never searched, "
+              "failures returned as zero images, n = 200)")
+    assert budget_of({"label": flawed}) == "no budget: a fixed penalty on the flow"
+    assert budget_of({"label": "x"}) == "budget not in the record's label"

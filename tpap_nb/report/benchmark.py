@@ -282,6 +282,8 @@ def budget_of(record: Mapping) -> str:
     label = record.get("label") or ""
     inner = label[label.find("(") + 1:label.rfind(")")] if "(" in label else ""
     kept = [p for p in inner.split(", ") if p.startswith(("eps ", "L2 <=", "flow <=", "unbounded"))]
+    if not kept and "never searched" in inner:  # sta_advertorch: a fixed penalty constant, no budget on the flow
+        return "no budget: a fixed penalty on the flow"
     return ", ".join(kept) or "budget not in the record's label"
 
 
