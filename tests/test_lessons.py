@@ -31,6 +31,7 @@ def _cells(path: Path, kind: str = "markdown") -> list[tuple[int, str]]:
 # Not prose a person typed: generated blocks and code. Removed before anything is looked at.
 GENERATED = [
     re.compile(re.escape(runner.RUNTIME_START) + ".*?" + re.escape(runner.RUNTIME_END), re.S),  # the stamp
+    re.compile(re.escape(runner.EXERCISE_START) + ".*?" + re.escape(runner.EXERCISE_END), re.S),  # exercises' time
     re.compile(r"<!--.*?-->", re.S),
     re.compile(r"```.*?```", re.S),
     re.compile(r"\]\([^)]*\)"),  # link targets
@@ -104,6 +105,8 @@ def test_the_check_catches_typed_results(sentence):
     "accuracy on FGSM examples above 90 % and on other attacks below 10 %; near 100 % while PGD-20 falls to 0 %",
     "$\\epsilon = 0.3$ and $x_{pur} = x + \\xi\\,\\mathrm{sign}(\\nabla_x L)$; `xi=0.21` in code",
     "<!-- runtime -->\nMeasured run time: `quick` 5 min 12 s (CPU, 2 threads, commit abc1234).\n<!-- /runtime -->",
+    "<!-- exercise-time -->\nHow long: all exercises as worked in `solutions/00.ipynb`, setup included: `quick` 14 s "
+    "(CPU, 2 threads, commit abc1234).\n<!-- /exercise-time -->",
     "```python\nacc = 93.1\n```",
 ])
 def test_the_check_lets_references_names_and_settings_through(sentence):
