@@ -121,5 +121,12 @@ def test_on_this_run_tests_two_numbers_on_the_same_images():
     assert "second minus first: +63.4 points (95 % CI" in far
     near = report.on_this_run({"PGD-AT bare": 37.0, "PGD-AT + TPAP": 31.0}, 200, percent=True, paired=True)
     assert "the two do not differ at n = 200" in near and "points" not in near  # cifar's 03: 6 points on 200
+    assert "on the counts alone" in near
+    # With the per-image verdicts the same 6 points can be decided: 12 images lost, none gained
+    bare = [True] * 74 + [False] * 126
+    tpap = [True] * 62 + [False] * 138
+    decided = report.on_this_run({"PGD-AT bare": 37.0, "PGD-AT + TPAP": 31.0}, 200, percent=True,
+                                 paired=(bare, tpap))
+    assert "paired test on the same images, second minus first: -6.0 points" in decided
     assert "paired" not in report.on_this_run({"bare": 0.0, "TPAP": 0.634}, 500)  # only where asked
     assert "paired" not in report.on_this_run({"a": 37.0, "b": None}, 200, percent=True, paired=True)

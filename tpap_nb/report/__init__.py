@@ -28,6 +28,7 @@ from .benchmark import (
                         table2_differences,
                         table6_sentence,
                         table7_sentence,
+                        verdicts_of,
 )
 from .cost import hand_count_sentence, pgd_at_label, pgd_at_name, ratio_sentence
 from .features import fig7_claims_sentence, fig7_sentence
@@ -61,4 +62,4 @@ __all__ = ["NAMES", "SAME", "TAKEAWAYS", "TOL", "ablation_sentence", "adaptive_s
            "purification_sentence", "radius", "radius_in", "ratio_sentence", "recipe_sentence", "recovered_counts",
            "recovered_sentence", "recovered_title", "sweep_best", "table2_differences", "table7_sentence", "takeaways",
            "tour_counts", "tour_title", "tour_verdict", "xi_sweep_sentence", "above_clean_sentence",
-           "record_verdicts", "table6_sentence"]
+           "record_verdicts", "table6_sentence", "verdicts_of"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config import tracked_figures
 from ..stats import compare, diff_text, pct_ci
+from ..stats import paired as paired_test
 from .words import radius
 
 # The ideas, one list of three per notebook: written by hand, never a number (the numbers come from the run).
@@ -73,28 +74,34 @@ def _pct(v: float, n: int | None, scale: float) -> str:
 
 
 def on_this_run(numbers: Mapping[str, float | None], n: int | None = None, percent: bool = False,
-                ratio: bool = False, paired: bool = False) -> str:
+                ratio: bool = False, paired=False) -> str:
     """'On this run: bare model on PGD-20 0.0 % (95 % CI 0.0-5.7, n = 64), TPAP 14.1 % (...).'
 
     numbers: {what: accuracy}, fractions (percent=False) or percentages; None: 'not measured'. n: the images each
     accuracy was measured on (its count of right answers is the accuracy x n, rounded). ratio: the numbers are
     ratios (a cost), written as they are, without an interval. paired: the two numbers were measured on the same
-    n images; the sentence then says whether they differ by the paired test on their counts (`stats.compare`,
-    least favourable pairing), so two numbers side by side are never read as a difference the run cannot show."""
+    n images, and the sentence says whether they differ: pass their per-image verdicts (first, second) for the
+    paired test on them (`stats.paired`), or True when only the counts are known (`stats.compare`, least
+    favourable pairing, which decides less often). Two numbers side by side are then never read as a difference
+    the run cannot show."""
     if not numbers:
         return ""
     scale = 100.0 if percent else 1.0
     text = (lambda v: "not measured" if v is None else f"{v:.2f}") if ratio else (lambda v: _pct(v, n, scale))
     out = "On this run: " + "; ".join(f"{k} {text(v)}" for k, v in numbers.items())
     values = list(numbers.values())
-    if paired and n and not ratio and len(values) == 2 and None not in values:
+    if paired is not False and n and not ratio and len(values) == 2 and None not in values:
+        how = "paired test on the same images"
         try:
-            c = compare(*(100 * v / scale for v in values[::-1]), n)  # the second minus the first
+            if paired is True:
+                c, how = compare(*(100 * v / scale for v in values[::-1]), n), "paired test on the counts alone"
+            else:
+                c = paired_test(paired[1], paired[0])  # the second minus the first
         except ValueError:  # not counts of n images: no test rather than a wrong one
             c = None
         if c is not None:
-            out += (f" (paired test on the same images, second minus first: {diff_text(c)})" if c["decided"] else
-                    f" (paired test on the same images: the two do not differ at n = {n:,})")
+            out += (f" ({how}, second minus first: {diff_text(c)})" if c["decided"] else
+                    f" ({how}: the two do not differ at n = {n:,})")
     return out + "."
 
 
