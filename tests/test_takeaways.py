@@ -54,7 +54,7 @@ def test_expectations_read_the_profiles_recorded_figures(tmp_path):
     _figure(tmp_path, "01_training_curves", "quick",
             {"train_fgsm": 99.17, "train_pgd20": 0.83, "test_pgd20": 0.28, "tpap_pgd20": 82.78}, {"n_eval": 360})
     text = report.expectations("01", "quick", tmp_path)
-    assert text.startswith("**What to expect on `quick`.** The recorded run (commit abc1234, cpu (1 threads), "
+    assert text.startswith("**What to expect on `quick`.** The recorded run (commit abc1234, cpu (1 thread), "
                            "2026-11-26) found: ")
     lo, hi = wilson(357, 360)  # 99.17 % of 360
     assert f"train FGSM 99.2 % (95 % CI {100 * lo:.1f}-{100 * hi:.1f}, n = 360)" in text

@@ -81,8 +81,9 @@ def _pci(v, n) -> str:
 
 
 def _device(text: str) -> str:
-    """A device as the JSON says it ('cpu (1 threads)'), in English."""
-    return re.sub(r"\b1 threads\b", "1 thread", str(text))
+    """A device as the JSON says it ('cpu (1 threads)'), in English and short ('bf16 autocast + channels_last' is
+    'bf16': the memory format changes no number)."""
+    return re.sub(r"\b1 threads\b", "1 thread", str(text)).replace(" autocast + channels_last", "")
 
 
 def _r(v: float, settings: dict) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..experiments.adaptive import GRADIENT_ATTACKS, gradient_masking_flag, protocol_attack, reaches_zero
-from ..stats import compare, diff_text, pct_ci
+from ..stats import compare, pct_ci
 from .words import radius_in
 
 
@@ -47,8 +47,8 @@ def adaptive_verdict(records: list[dict]) -> str:
             text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points"
                         if paper - acc > 0.005 else "Adaptive attacks do no better than the paper's protocol")
         elif c["decided"] and c["diff"] > 0:
-            text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points "
-                        f"({diff_text(c)})")
+            text.append(f"The paper's protocol overstates robustness by {100 * (paper - acc):.1f} points (95 % CI "
+                        f"{c['low']:.1f} to {c['high']:.1f}, McNemar p = {c['p_mcnemar']:.2g})")
         else:
             text.append(f"Adaptive attacks are not shown to do better than the paper's protocol at n = {n}")
     others = {"the bare model" if d == "bare" else d: x["accuracy"] for d, x in worst.items() if d != "TPAP"}
@@ -81,11 +81,11 @@ def adaptive_sanity_sentence(sweep: list[dict], records: list[dict] | None = Non
     pts = sorted(sweep, key=lambda r: r["eps"])
     first, last = pts[0], pts[-1]
     r = radius_in(next((p["eps"] for p in pts if p["eps"] > 0), 1.0))
-    text = (f"Adaptive {first['attack']} on F takes TPAP from {first['accuracy']:.1%} at eps = {r(first['eps'])} "
-            f"to {last['accuracy']:.1%} at eps = {r(last['eps'])}: ")
+    text = (f"Adaptive {first['attack']} on F takes TPAP from {100 * first['accuracy']:.1f} % at eps = "
+            f"{r(first['eps'])} to {100 * last['accuracy']:.1f} % at eps = {r(last['eps'])}: ")
     text += ("it reaches about 0, so the attack can break F when the budget allows"
              if reaches_zero(sweep, tol) else
-             f"it stays above {tol:.0%}, so the attack (or its gradient through P) is too weak and every "
+             f"it stays above {100 * tol:.0f} %, so the attack (or its gradient through P) is too weak and every "
              "adaptive number below is a loose upper bound")
     if records is not None:
         rs = [r for r in records if r["defence"] == "TPAP"]
@@ -93,8 +93,8 @@ def adaptive_sanity_sentence(sweep: list[dict], records: list[dict] | None = Non
         grads = [r for r in rs if r["attack"] in GRADIENT_ATTACKS]
         if free and grads:
             best = min(grads, key=lambda r: r["accuracy"])
-            text += (f". Gradient-free Square leaves TPAP {min(r['accuracy'] for r in free):.1%}, the strongest "
-                     f"gradient attack ({best['attack']}) {best['accuracy']:.1%}: "
+            text += (f". Gradient-free Square leaves TPAP {100 * min(x['accuracy'] for x in free):.1f} %, the "
+                     f"strongest gradient attack ({best['attack']}) {100 * best['accuracy']:.1f} %: "
                      + ("Square does better, a sign of masked gradients" if gradient_masking_flag(records) else
                         "Square does not do better, no sign of masked gradients"))
     return text + "."

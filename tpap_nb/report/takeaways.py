@@ -220,7 +220,8 @@ def expectations(notebook: str, profile: str, folder: Path | None = None, cfg: M
                 + (f" ({'; '.join(other)})" if other else f" (no {notebook}_*.json in figures/{profile}/)")
                 + ": this run's numbers are the first.")
     first = own[0][1]
-    text = (head + f"The recorded run (commit {first.get('commit', '?')}, {first.get('device', '?')}, "
+    device = str(first.get("device", "?")).replace("(1 threads)", "(1 thread)")  # older records wrote '1 threads'
+    text = (head + f"The recorded run (commit {first.get('commit', '?')}, {device}, "
             f"{str(first.get('date', '?'))[:10]}) found: ")
     parts = []
     for f, m in own:
