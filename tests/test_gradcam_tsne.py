@@ -236,6 +236,9 @@ def test_fig7_panels_one_record_per_row_and_attack(digits):
                                                           ("TPAP", "fgsm")]
     assert set(panels) == {(r["row"], r["attack"]) for r in records}
     assert all(panels[k]["emb"].shape == (40, 2) for k in panels)
+    # each panel keeps its per-image verdicts, which are its record's accuracy (for paired tests on the panels)
+    assert all(panels[r["row"], r["attack"]]["correct"].float().mean().item() == pytest.approx(r["accuracy"])
+               for r in records)
 
 
 def test_fig7_sentence_calls_a_method_better_only_when_intervals_are_apart():

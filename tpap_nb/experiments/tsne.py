@@ -104,7 +104,7 @@ def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Seq
     `rows` maps a row name to (model, xi): xi None embeds the features of the attacked inputs
     (a baseline such as PGD-AT), a number embeds those of the purified inputs (TPAP, Eq. 7-8).
     Attacks are crafted on the bare model of their row (`fig7_attacks`). Returns the panels for
-    `plot_tsne_grid` and one tidy record per panel.
+    `plot_tsne_grid` (each with its per-image verdicts under 'correct') and one tidy record per panel.
     """
     from tqdm.auto import tqdm
 
@@ -124,7 +124,8 @@ def fig7_panels(rows: dict, x: torch.Tensor, y: torch.Tensor, attacks: str | Seq
                 bar.set_postfix_str(f"{row} / {name}: t-SNE")
                 emb = tsne_embed(feats, seed=seed, perplexity=perplexity)
                 scores = separation_scores(feats, y, emb, k=k, seed=seed)
-                panels[(row, name)] = {"emb": emb, "labels": y.cpu().numpy(), "scores": scores}
+                panels[(row, name)] = {"emb": emb, "labels": y.cpu().numpy(), "scores": scores,
+                                       "correct": y_pred.cpu() == y.cpu()}  # per-image verdicts, for paired tests
                 records.append({"row": row, "attack": name,
                                 "accuracy": float((y_pred.cpu() == y.cpu()).float().mean())} | scores)
                 bar.update()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from ..experiments.adaptive import GRADIENT_ATTACKS, gradient_masking_flag, protocol_attack, reaches_zero
-from ..stats import compare, pct_ci
+from .benchmark import acc_text, comparison
 from .words import radius_in
 
 
 def _acc(a: float, n: int | None) -> str:
-    """'65.0 % (55.3-73.6)' (Wilson 95 %) for an accuracy (fraction) on n images; '65.0 %' without n."""
-    return pct_ci(round(a * n), n, short=True) if n else f"{100 * a:.1f} %"
+    """An accuracy given as a fraction, with its interval (`benchmark.acc_text`, which takes percent)."""
+    return acc_text(100 * a, n, short=True) if n else f"{100 * a:.1f} %"
 
 
 def _compare(a: float, b: float, n: int | None) -> dict | None:
-    """The paired test on two accuracies (fractions) of the same n images, from their counts (least favourable
-    pairing: decided whatever the per-image verdicts were), or None without n."""
-    return compare(100 * a, 100 * b, n) if n else None
+    """`benchmark.comparison` of two accuracies given as fractions of the same n images."""
+    return comparison(100 * a, 100 * b, n)
 
 
 def adaptive_verdict(records: list[dict]) -> str:

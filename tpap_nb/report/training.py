@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..stats import compare, diff_text
+from ..stats import compare
 from .words import SAME, move, pct, points, radius
 
 OTHER_MAX = 0.1  # Sec. 3.2: accuracy on other attacks below 10 % on the training set ("near zero" here)
@@ -28,17 +28,9 @@ def tour_verdict(acc: dict[str, dict[str, float]], n: int, attack: str = "PGD-20
             raise ValueError(f"tour_verdict needs acc[{row!r}] with 'bare' and 'tpap' accuracies, got {acc}.")
     (cb, ct), (ab, at) = (acc["clean"]["bare"], acc["clean"]["tpap"]), (acc[attack]["bare"], acc[attack]["tpap"])
     clean, under = compare(100 * ct, 100 * cb, n), compare(100 * at, 100 * ab, n)
-
-    def moved(what, before, after, r):
-        if not r["decided"]:
-            return (f"leaves {what} where it was ({pct(before)} \N{RIGHTWARDS ARROW} {pct(after)}, no difference "
-                    f"at n = {n})")
-        return (f"takes {what} {'up' if after > before else 'down'} by {points(after - before)} ({pct(before)} "
-                f"\N{RIGHTWARDS ARROW} {pct(after)}; {diff_text(r)})")
-
     text = [f"On {n} test images the bare model is right on {pct(cb)} of clean inputs and on {pct(ab)} of "
             f"{attack} inputs",
-            f"Purification {moved('clean accuracy', cb, ct, clean)} and {moved(f'{attack} accuracy', ab, at, under)}"]
+            f"Purification {move('clean accuracy', cb, ct, clean)} and {move(f'{attack} accuracy', ab, at, under)}"]
     if not (under["decided"] and at > ab):
         text.append(f"On this run purification does not undo the {attack} attack")
         return ". ".join(text) + "."

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from ..attacks.registry import radius  # noqa: F401  (8/255 or 0.3: how labels and sentences write a radius)
+from ..stats import diff_text
 
 SAME = 0.005  # fractions: differences below half a point are "unchanged"
 TOL = 1.0  # points: a change smaller than this is reported as "level"
@@ -61,12 +62,20 @@ def direction(before: float, after: float, tol: float = TOL) -> int:
     return 1 if d > tol else -1 if d < -tol else 0
 
 
-def move(what: str, before: float, after: float) -> str:
-    """Fractions: 'takes clean accuracy down by 12.8 points (70.3 % -> 57.5 %)', or 'leaves ... unchanged (70.3 %)'."""
+def move(what: str, before: float, after: float, test: dict | None = None) -> str:
+    """Fractions: 'takes clean accuracy down by 12.8 points (70.3 % -> 57.5 %)', or 'leaves ... unchanged (70.3 %)'.
+
+    test: the paired test of the two (`stats.compare` / `stats.paired`, after minus before); with it the change is
+    a change only when the test decides it, and a decided change carries its interval."""
+    arrow = f"{pct(before)} \N{RIGHTWARDS ARROW} {pct(after)}"
+    if test is not None:
+        if not test["decided"]:
+            return f"leaves {what} where it was ({arrow}, no difference at n = {test['n']})"
+        return (f"takes {what} {'up' if after > before else 'down'} by {points(after - before)} ({arrow}; "
+                f"{diff_text(test)})")
     if abs(after - before) < SAME:
         return f"leaves {what} unchanged ({pct(before)})"
-    return (f"takes {what} {'up' if after > before else 'down'} by {points(after - before)} "
-            f"({pct(before)} \N{RIGHTWARDS ARROW} {pct(after)})")
+    return f"takes {what} {'up' if after > before else 'down'} by {points(after - before)} ({arrow})"
 
 
 def _bools(v) -> list[bool]:
